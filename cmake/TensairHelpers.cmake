@@ -1,0 +1,47 @@
+# Helpers shared by the project's CMake files.
+
+set(TENSAIR_MPIEXEC "${MPIEXEC_EXECUTABLE}")
+if(NOT TENSAIR_MPIEXEC)
+  set(TENSAIR_MPIEXEC mpirun)
+endif()
+# Oversubscribe: CI machines have 2 cores and tests use up to 3 ranks.
+set(TENSAIR_MPIEXEC_FLAGS --oversubscribe)
+set(TENSAIR_TEST_ENV "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")
+
+# tensair_library(NAME SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...])
+# One library per src/ folder; public headers live in include/tensair/, internal ones by the .cpp.
+function(tensair_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(${name} ${ARG_SOURCES})
+  target_include_directories(${name}
+    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+    PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${name} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+endfunction()
+
+# tensair_add_test(NAME SOURCES ... DEPS ... [RANKS 1 2 3] [LABELS ...] [TIMEOUT s])
+# Without RANKS: one ctest case running the binary. With RANKS: one case per rank count,
+# named NAME.np<N>, run under mpirun -np N (the same test body at several rank counts).
+function(tensair_add_test name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;RANKS;LABELS;ARGS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock)
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 300)
+  endif()
+  if(ARG_RANKS)
+    foreach(n IN LISTS ARG_RANKS)
+      add_test(NAME ${name}.np${n}
+        COMMAND ${TENSAIR_MPIEXEC} ${TENSAIR_MPIEXEC_FLAGS} -np ${n} $<TARGET_FILE:${name}> ${ARG_ARGS})
+      set_tests_properties(${name}.np${n} PROPERTIES
+        TIMEOUT ${ARG_TIMEOUT} LABELS "mpi;${ARG_LABELS}" ENVIRONMENT "${TENSAIR_TEST_ENV}"
+        PROCESSORS ${n})
+    endforeach()
+  else()
+    add_test(NAME ${name} COMMAND $<TARGET_FILE:${name}> ${ARG_ARGS})
+    set_tests_properties(${name} PROPERTIES
+      TIMEOUT ${ARG_TIMEOUT} LABELS "unit;${ARG_LABELS}" ENVIRONMENT "${TENSAIR_TEST_ENV}")
+  endif()
+endfunction()

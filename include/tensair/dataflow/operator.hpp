@@ -1,0 +1,132 @@
+// Operators: what runs inside a dataflow.
+//
+// An OperatorDef is the immutable definition of an operator (its type, ports and parameters);
+// the graph holds one per operator. At start-up each rank in the operator's placement asks the
+// definition for a running instance (instantiate), which holds the mutable state. An instance
+// runs on its own thread; the engine calls its methods one at a time, so an instance needs no
+// locking of its own state.
+//
+// Lifecycle of an instance:
+//   open()                                   once, before anything else
+//   produce()                                sources (no input ports): repeatedly, until kDone
+//   process(port, batch)                     every batch that arrives, in per-channel order
+//   on_input_done(port)                      once per input port, when all its senders ended
+//   on_timer()                               when a timer set with Context::set_timer fires
+//   on_finish()                              once, when all inputs ended (for operators on a
+//                                            cycle: when the whole cycle has gone quiet)
+// after on_finish() the engine sends end-of-stream on every output; emitting later is an error.
+//
+// Errors: throw a tensair::Error (or any std::exception) to fail the job; the engine adds the
+// operator name and rank and stops every rank cleanly. A bad record is not an error: report it
+// with Context::dead_letter and carry on.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "tensair/dataflow/batch.hpp"
+
+namespace tensair::dataflow {
+
+// Where an instance runs and who its siblings are.
+struct InstanceInfo {
+  std::string name;     // the operator's name in the graph
+  std::string type;     // the definition's type()
+  int rank = 0;         // this process's rank
+  int world_size = 1;   // ranks in the job
+  int instance = 0;     // index of this instance among the operator's instances
+  int instances = 1;    // how many instances the operator has
+  std::filesystem::path out_dir;  // the job's output directory (may be empty)
+};
+
+enum class SourceState {
+  kMore,  // produce() has more to give: call it again
+  kDone,  // the source is exhausted: finish the instance
+};
+
+// The engine's services for one instance. Only the instance's own thread may call these.
+class Context {
+ public:
+  virtual ~Context() = default;
+
+  virtual const InstanceInfo& info() const = 0;
+
+  // Sends `batch` on output port `port` along every edge leaving that port, each edge routing
+  // it by its policy. Blocks while a receiver has used up its credit (back-pressure), and
+  // throws Cancelled if the job stops meanwhile. Batches with no rows are not sent.
+  virtual void emit(int port, BatchPtr batch) = 0;
+  void emit(int port, Batch batch) { emit(port, share(std::move(batch))); }
+
+  // Reports a record that cannot be processed: counted in the metrics and written, with the
+  // reason and the operator name, to OUT/dead_letters.jsonl. `record` is a short rendering.
+  virtual void dead_letter(std::string_view reason, std::string_view record) = 0;
+
+  // Appends a JSON object to OUT/metrics.jsonl; "t" (seconds since start), "rank", "operator"
+  // and "instance" are added when absent.
+  virtual void log_event(const nlohmann::json& event) = 0;
+
+  // Input selection: a paused input port is not served (its batches wait, holding credit, so
+  // its senders are eventually slowed down) until resumed.
+  virtual void pause(int in_port) = 0;
+  virtual void resume(int in_port) = 0;
+  // Batches (and end-of-stream markers) waiting on an input port.
+  virtual size_t queued(int in_port) const = 0;
+
+  // Arms the instance's single timer (replacing an armed one); on_timer runs at `when`.
+  virtual void set_timer(std::chrono::steady_clock::time_point when) = 0;
+  virtual void clear_timer() = 0;
+
+  // True once the job is stopping because of an error; long loops should check it.
+  virtual bool cancelled() const = 0;
+};
+
+class Operator {
+ public:
+  virtual ~Operator() = default;
+  virtual void open(Context& ctx) {}
+  virtual SourceState produce(Context& ctx) { return SourceState::kDone; }
+  virtual void process(int port, const BatchPtr& batch, Context& ctx) {}
+  virtual void on_input_done(int port, Context& ctx) {}
+  virtual void on_timer(Context& ctx) {}
+  virtual void on_finish(Context& ctx) {}
+};
+
+struct PortSpec {
+  std::string name;
+  // Inputs: columns the operator requires (others may be present). Outputs: the columns of
+  // every batch emitted. nullopt: not known before running (no check is made).
+  std::optional<Schema> schema;
+  bool optional = false;  // may be left unconnected
+  int priority = 0;       // inputs: a port with a higher priority is served first
+};
+
+class OperatorDef {
+ public:
+  virtual ~OperatorDef() = default;
+
+  // A short type name, e.g. "text_source", "reduce".
+  virtual std::string type() const = 0;
+  virtual std::vector<PortSpec> inputs() const { return {}; }
+  virtual std::vector<PortSpec> outputs() const { return {}; }
+
+  // The schema of each output given the schema arriving at each input (nullopt: unknown).
+  // Throws ConfigError when the inputs cannot work, naming the column (the engine adds the
+  // operator). The default returns the declared output schemas.
+  virtual std::vector<std::optional<Schema>> infer_outputs(
+      const std::vector<std::optional<Schema>>& inputs) const;
+
+  // A running instance for `info`.
+  virtual std::unique_ptr<Operator> instantiate(const InstanceInfo& info) const = 0;
+
+  // Parameters as shown by `tensair validate`, e.g. "path=words.txt batch_size=1024".
+  virtual std::string describe() const { return ""; }
+};
+
+}  // namespace tensair::dataflow

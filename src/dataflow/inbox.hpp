@@ -1,0 +1,154 @@
+// Inbox: the queue in front of one operator instance.
+//
+// Items arrive from local senders (their threads) and from the progress thread (remote
+// senders); the instance's thread pops them. Each input port has its own FIFO, so per-channel
+// order is kept. pop() serves, among ports that are not paused, the highest priority first and,
+// at equal priority, the item that arrived first. "Finish" items (the end of a cycle) are
+// served before anything else.
+//
+// The inbox never blocks a pusher: credit-based flow control bounds what senders may push.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "tensair/dataflow/batch.hpp"
+
+namespace tensair::dataflow {
+
+struct InboxItem {
+  enum class Kind : uint8_t {
+    kData,         // a batch from `channel`
+    kEndOfStream,  // `channel` has ended
+    kFinish,       // the instance's cycle has terminated: finish now
+  };
+  Kind kind = Kind::kData;
+  int port = 0;
+  uint32_t channel = 0;
+  BatchPtr batch;
+  size_t bytes = 0;
+  uint64_t stamp = 0;  // arrival order, set by push
+};
+
+class Inbox {
+ public:
+  explicit Inbox(std::vector<int> port_priorities)
+      : priorities_(std::move(port_priorities)),
+        queues_(priorities_.size()),
+        paused_(priorities_.size(), false) {}
+
+  void push(InboxItem item) {
+    {
+      std::lock_guard lock(mu_);
+      if (cancelled_) return;
+      item.stamp = next_stamp_++;
+      if (item.kind == InboxItem::Kind::kFinish) {
+        finish_ = true;
+      } else {
+        queues_[static_cast<size_t>(item.port)].push_back(std::move(item));
+        depth_++;
+      }
+    }
+    cv_.notify_one();
+  }
+
+  enum class Pop {
+    kItem,       // `out` holds the next item
+    kTimeout,    // the deadline passed first
+    kCancelled,  // the job is stopping
+  };
+
+  // Waits for the next servable item, up to `deadline` when given.
+  Pop pop(InboxItem& out, std::optional<std::chrono::steady_clock::time_point> deadline) {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (cancelled_) return Pop::kCancelled;
+      if (finish_) {
+        finish_ = false;
+        out = InboxItem{};
+        out.kind = InboxItem::Kind::kFinish;
+        return Pop::kItem;
+      }
+      int best = -1;
+      for (size_t p = 0; p < queues_.size(); ++p) {
+        if (paused_[p] || queues_[p].empty()) continue;
+        if (best < 0 || priorities_[p] > priorities_[static_cast<size_t>(best)] ||
+            (priorities_[p] == priorities_[static_cast<size_t>(best)] &&
+             queues_[p].front().stamp < queues_[static_cast<size_t>(best)].front().stamp)) {
+          best = static_cast<int>(p);
+        }
+      }
+      if (best >= 0) {
+        out = std::move(queues_[static_cast<size_t>(best)].front());
+        queues_[static_cast<size_t>(best)].pop_front();
+        depth_--;
+        return Pop::kItem;
+      }
+      if (deadline) {
+        if (cv_.wait_until(lock, *deadline) == std::cv_status::timeout) {
+          // Re-check once: an item may have arrived exactly at the deadline.
+          if (!cancelled_ && !finish_ && !servable_locked()) return Pop::kTimeout;
+        }
+      } else {
+        cv_.wait(lock);
+      }
+    }
+  }
+
+  void pause(int port) {
+    std::lock_guard lock(mu_);
+    paused_[static_cast<size_t>(port)] = true;
+  }
+
+  void resume(int port) {
+    {
+      std::lock_guard lock(mu_);
+      paused_[static_cast<size_t>(port)] = false;
+    }
+    cv_.notify_one();
+  }
+
+  // Wakes the consumer; every later pop() returns kCancelled and pushes are dropped.
+  void cancel() {
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  size_t depth() const {
+    std::lock_guard lock(mu_);
+    return depth_;
+  }
+
+  size_t queued(int port) const {
+    std::lock_guard lock(mu_);
+    return queues_[static_cast<size_t>(port)].size();
+  }
+
+ private:
+  bool servable_locked() const {
+    for (size_t p = 0; p < queues_.size(); ++p) {
+      if (!paused_[p] && !queues_[p].empty()) return true;
+    }
+    return false;
+  }
+
+  const std::vector<int> priorities_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::deque<InboxItem>> queues_;  // guarded by mu_
+  std::vector<bool> paused_;                   // guarded by mu_
+  size_t depth_ = 0;                           // guarded by mu_
+  uint64_t next_stamp_ = 0;                    // guarded by mu_
+  bool finish_ = false;                        // guarded by mu_
+  bool cancelled_ = false;                     // guarded by mu_
+};
+
+}  // namespace tensair::dataflow

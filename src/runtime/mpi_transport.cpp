@@ -1,0 +1,622 @@
+// MpiTransport: frames over MPI point-to-point, every MPI call on one progress thread.
+//
+// Invariants (the progress thread is the only thread touching MPI and the fields marked P):
+// - Frames to one destination are posted in the order send() queued them; MPI's non-overtaking
+//   rule then delivers header messages (tag kFrameTag) in order, and the part messages of a
+//   frame (tag kPartTag) in order after the ones of the previous frame from the same source.
+// - Frames from one source are handed to the handler strictly in arrival order, even when a
+//   later small frame finishes receiving before an earlier large one (per-source FIFO).
+// - A frame whose total size is at most pack_threshold travels as one message (header, meta,
+//   parts packed). A larger one travels as a header message (header + meta) and one message per
+//   non-empty part; each part is received straight into its aligned place in one buffer, so a
+//   large tensor crosses the wire with MPI's own copies only.
+// - Shutdown: once asked and every local send has completed, the ranks exchange how many frames
+//   each sent to each other (MPI_Ialltoall) and keep receiving until every expected frame was
+//   delivered. Only then does the loop end, so MPI_Finalize never meets an unmatched message.
+// The C API only: keep Open MPI's deprecated C++ bindings out.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "tensair/common/error.hpp"
+#include "tensair/common/log.hpp"
+#include "tensair/runtime/transport.hpp"
+
+namespace tensair::runtime {
+namespace {
+
+constexpr int kFrameTag = 7;
+constexpr int kPartTag = 8;
+
+[[noreturn]] void throw_mpi_error(int rc, const char* call, const char* file, int line) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throw TransportError(std::string(call) + " failed (" + file + ":" + std::to_string(line) +
+                       "): " + std::string(text, static_cast<size_t>(len)));
+}
+
+#define TENSAIR_MPI_CHECK(call)                                                   \
+  do {                                                                            \
+    int tensair_rc_ = (call);                                                     \
+    if (tensair_rc_ != MPI_SUCCESS) throw_mpi_error(tensair_rc_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+using Clock = std::chrono::steady_clock;
+
+class MpiTransport final : public Transport {
+ public:
+  explicit MpiTransport(MpiTransportOptions options) : options_(options) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      int provided = 0;
+      TENSAIR_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided));
+      owns_mpi_ = true;
+      if (provided < MPI_THREAD_SERIALIZED) {
+        throw TransportError("the MPI library offers thread level " + std::to_string(provided) +
+                             ", TensAIR needs MPI_THREAD_SERIALIZED");
+      }
+    } else {
+      int provided = 0;
+      MPI_Query_thread(&provided);
+      if (provided < MPI_THREAD_SERIALIZED) {
+        throw TransportError(
+            "MPI was initialised with a thread level below MPI_THREAD_SERIALIZED; initialise it "
+            "with MPI_Init_thread (mpi4py does so by default)");
+      }
+    }
+    TENSAIR_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
+    TENSAIR_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+    TENSAIR_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+    TENSAIR_MPI_CHECK(MPI_Comm_size(comm_, &world_));
+    sent_to_.assign(static_cast<size_t>(world_), 0);
+    delivered_from_.assign(static_cast<size_t>(world_), 0);
+    expected_from_.assign(static_cast<size_t>(world_), 0);
+    incoming_.resize(static_cast<size_t>(world_));
+  }
+
+  ~MpiTransport() override {
+    if (thread_.joinable()) {
+      {
+        std::lock_guard lock(mu_);
+        stop_now_ = true;
+      }
+      cv_.notify_all();
+      thread_.join();
+    }
+    if (broken_) {
+      // MPI itself failed; finalising could hang. Not a normal path.
+      if (owns_mpi_) MPI_Abort(MPI_COMM_WORLD, 1);
+      return;
+    }
+    MPI_Comm_free(&comm_);
+    if (owns_mpi_) {
+      int finalized = 0;
+      MPI_Finalized(&finalized);
+      if (!finalized) MPI_Finalize();
+    }
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+  size_t max_frame_bytes() const override { return options_.max_frame_bytes; }
+
+  void start(FrameHandler on_frame, ErrorHandler on_error) override {
+    if (thread_.joinable()) thread_.join();  // the previous run's loop has ended
+    TENSAIR_ASSERT(!broken_, "start() on a broken MPI transport");
+    on_frame_ = std::move(on_frame);
+    on_error_ = std::move(on_error);
+    {
+      std::lock_guard lock(mu_);
+      shutdown_requested_ = false;
+      loop_done_ = false;
+    }
+    std::fill(sent_to_.begin(), sent_to_.end(), 0);
+    std::fill(delivered_from_.begin(), delivered_from_.end(), 0);
+    std::fill(expected_from_.begin(), expected_from_.end(), 0);
+    alltoall_posted_ = alltoall_done_ = barrier_posted_ = false;
+    thread_ = std::thread([this] { progress_loop(); });
+  }
+
+  void send(int dst, OutFrame frame) override {
+    if (dst < 0 || dst >= world_) {
+      throw TransportError("send to rank " + std::to_string(dst) + " of a " +
+                           std::to_string(world_) + "-rank job");
+    }
+    const size_t total = kFrameHeaderBytes + frame.payload_bytes();
+    if (total > options_.max_frame_bytes) {
+      throw TransportError("frame of " + std::to_string(total) + " bytes exceeds the limit of " +
+                           std::to_string(options_.max_frame_bytes) + " bytes");
+    }
+    for (const Segment& s : frame.parts) {
+      if (s.size > static_cast<size_t>(INT_MAX)) {
+        throw TransportError("a frame part of " + std::to_string(s.size) +
+                             " bytes exceeds MPI's 2 GiB message limit");
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      TENSAIR_ASSERT(!shutdown_requested_, "send() after shutdown()");
+      queue_.push_back({dst, std::move(frame)});
+    }
+    cv_.notify_all();
+  }
+
+  void shutdown() override {
+    std::unique_lock lock(mu_);
+    shutdown_requested_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return loop_done_; });
+  }
+
+  TransportStats stats() const override {
+    TransportStats s;
+    s.frames_sent = frames_sent_.load();
+    s.frames_received = frames_received_.load();
+    s.bytes_sent = bytes_sent_.load();
+    s.bytes_received = bytes_received_.load();
+    return s;
+  }
+
+ private:
+  struct Queued {
+    int dst;
+    OutFrame frame;
+  };
+
+  // A frame being sent: its requests and the memory they read.
+  struct SendSlot {
+    int remaining = 0;
+    std::shared_ptr<std::byte> header;  // header + meta, or the whole packed frame
+    std::shared_ptr<const void> keepalive;
+  };
+
+  // A frame being received from one source.
+  struct Incoming {
+    enum class State { kHeader, kParts, kComplete, kDropped };
+    State state = State::kHeader;
+    MPI_Request header_req = MPI_REQUEST_NULL;
+    std::shared_ptr<std::byte> header_buf;
+    size_t header_size = 0;
+    FrameHeader header;
+    std::shared_ptr<std::byte> full;  // header + payload, parts received in place
+    uint32_t parts_matched = 0;
+    size_t parts_end = 0;  // payload offset where the last matched part ends
+    std::vector<MPI_Request> part_reqs;
+  };
+
+  void report_error(const std::string& message) {
+    if (on_error_) on_error_(message);
+  }
+
+  void progress_loop() {
+    try {
+      run_loop();
+    } catch (const std::exception& e) {
+      broken_ = true;
+      report_error(std::string("MPI transport stopped: ") + e.what());
+    }
+    std::lock_guard lock(mu_);
+    loop_done_ = true;
+    cv_.notify_all();
+  }
+
+  void run_loop() {
+    auto last_activity = Clock::now();
+    int sleep_us = 10;
+    std::vector<Queued> batch;
+    for (;;) {
+      bool work = false;
+      bool shutdown_requested = false;
+      {
+        std::lock_guard lock(mu_);
+        if (stop_now_) return;
+        batch.swap(queue_);
+        shutdown_requested = shutdown_requested_;
+      }
+      for (Queued& q : batch) {
+        post(q.dst, std::move(q.frame));
+        work = true;
+      }
+      batch.clear();
+
+      if (world_ > 1 && !barrier_posted_) {
+        work |= test_sends();
+        work |= match_incoming();
+        work |= progress_incoming();
+      }
+      work |= deliver_loopback();
+
+      if (shutdown_requested && advance_shutdown()) return;
+
+      if (work) {
+        last_activity = Clock::now();
+        sleep_us = 10;
+        continue;
+      }
+      const bool in_flight = !send_reqs_.empty() || any_incoming() ||
+                             (shutdown_requested && world_ > 1);
+      if (world_ == 1) {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] {
+          return stop_now_ || !queue_.empty() || shutdown_requested_ || !loopback_.empty();
+        });
+        continue;
+      }
+      if (in_flight ||
+          Clock::now() - last_activity < std::chrono::microseconds(options_.spin_us)) {
+        std::this_thread::yield();
+        continue;
+      }
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::microseconds(sleep_us), [this] {
+        return stop_now_ || !queue_.empty() || shutdown_requested_ || !loopback_.empty();
+      });
+      sleep_us = std::min(sleep_us * 2, options_.max_sleep_us);
+    }
+  }
+
+  // Sends -------------------------------------------------------------------------------------
+
+  void post(int dst, OutFrame frame) {
+    const size_t payload = frame.payload_bytes();
+    frames_sent_.fetch_add(1, std::memory_order_relaxed);
+    bytes_sent_.fetch_add(kFrameHeaderBytes + payload, std::memory_order_relaxed);
+    if (dst == rank_) {
+      std::lock_guard lock(mu_);
+      loopback_.push_back(pack_frame(frame, rank_));
+      return;
+    }
+    sent_to_[static_cast<size_t>(dst)]++;
+    SendSlot slot;
+    slot.keepalive = std::move(frame.keepalive);
+    if (kFrameHeaderBytes + payload <= options_.pack_threshold || frame.parts.empty()) {
+      InFrame packed = pack_frame(frame, rank_);
+      slot.header = packed.buffer;
+      slot.remaining = 1;
+      uint32_t id = add_slot(std::move(slot));
+      isend(packed.buffer.get(), packed.size, dst, kFrameTag, id);
+      return;
+    }
+    uint32_t nparts = 0;
+    for (const Segment& s : frame.parts) nparts += s.size > 0 ? 1 : 0;
+    const size_t header_size = kFrameHeaderBytes + frame.meta.size();
+    slot.header = allocate_aligned(header_size);
+    seal_header(frame.header, rank_, nparts, frame.meta.size(), payload);
+    std::memcpy(slot.header.get(), &frame.header, kFrameHeaderBytes);
+    if (!frame.meta.empty()) {
+      std::memcpy(slot.header.get() + kFrameHeaderBytes, frame.meta.data(), frame.meta.size());
+    }
+    slot.remaining = static_cast<int>(1 + nparts);
+    std::byte* header_ptr = slot.header.get();
+    uint32_t id = add_slot(std::move(slot));
+    isend(header_ptr, header_size, dst, kFrameTag, id);
+    for (const Segment& s : frame.parts) {
+      if (s.size > 0) isend(s.data, s.size, dst, kPartTag, id);
+    }
+  }
+
+  uint32_t add_slot(SendSlot slot) {
+    uint32_t id = next_slot_++;
+    slots_.emplace(id, std::move(slot));
+    return id;
+  }
+
+  void isend(const void* data, size_t size, int dst, int tag, uint32_t slot) {
+    MPI_Request req;
+    TENSAIR_MPI_CHECK(MPI_Isend(data, static_cast<int>(size), MPI_BYTE, dst, tag, comm_, &req));
+    send_reqs_.push_back(req);
+    send_owner_.push_back(slot);
+  }
+
+  bool test_sends() {
+    if (send_reqs_.empty()) return false;
+    int outcount = 0;
+    done_idx_.resize(send_reqs_.size());
+    TENSAIR_MPI_CHECK(MPI_Testsome(static_cast<int>(send_reqs_.size()), send_reqs_.data(),
+                                   &outcount, done_idx_.data(), MPI_STATUSES_IGNORE));
+    if (outcount <= 0) return false;
+    for (int i = 0; i < outcount; ++i) {
+      uint32_t id = send_owner_[static_cast<size_t>(done_idx_[static_cast<size_t>(i)])];
+      auto it = slots_.find(id);
+      if (--it->second.remaining == 0) slots_.erase(it);
+    }
+    // Compact: completed requests were set to MPI_REQUEST_NULL.
+    size_t w = 0;
+    for (size_t r = 0; r < send_reqs_.size(); ++r) {
+      if (send_reqs_[r] != MPI_REQUEST_NULL) {
+        send_reqs_[w] = send_reqs_[r];
+        send_owner_[w] = send_owner_[r];
+        ++w;
+      }
+    }
+    send_reqs_.resize(w);
+    send_owner_.resize(w);
+    return true;
+  }
+
+  // Receives ----------------------------------------------------------------------------------
+
+  bool any_incoming() const {
+    for (const auto& q : incoming_) {
+      if (!q.empty()) return true;
+    }
+    return false;
+  }
+
+  // Matches newly arrived header messages (probe, then allocate exactly what arrived).
+  bool match_incoming() {
+    bool work = false;
+    for (;;) {
+      int flag = 0;
+      MPI_Message msg;
+      MPI_Status status;
+      TENSAIR_MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, kFrameTag, comm_, &flag, &msg, &status));
+      if (!flag) break;
+      work = true;
+      int count = 0;
+      TENSAIR_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
+      Incoming in;
+      in.header_size = static_cast<size_t>(count);
+      in.header_buf = allocate_aligned(in.header_size);
+      TENSAIR_MPI_CHECK(
+          MPI_Imrecv(in.header_buf.get(), count, MPI_BYTE, &msg, &in.header_req));
+      incoming_[static_cast<size_t>(status.MPI_SOURCE)].push_back(std::move(in));
+    }
+    return work;
+  }
+
+  bool progress_incoming() {
+    bool work = false;
+    for (int src = 0; src < world_; ++src) {
+      auto& q = incoming_[static_cast<size_t>(src)];
+      if (q.empty()) continue;
+      bool parts_blocked = false;  // an earlier frame still waits for part messages
+      for (Incoming& in : q) {
+        if (in.state == Incoming::State::kHeader) {
+          int done = 0;
+          TENSAIR_MPI_CHECK(MPI_Test(&in.header_req, &done, MPI_STATUS_IGNORE));
+          if (!done) continue;
+          work = true;
+          on_header(src, in);
+        }
+        if (in.state == Incoming::State::kParts) {
+          if (!parts_blocked) work |= match_parts(src, in);
+          if (in.parts_matched < in.header.parts) parts_blocked = true;
+          work |= test_parts(src, in);
+        }
+      }
+      while (!q.empty() && (q.front().state == Incoming::State::kComplete ||
+                            q.front().state == Incoming::State::kDropped)) {
+        Incoming in = std::move(q.front());
+        q.pop_front();
+        delivered_from_[static_cast<size_t>(src)]++;
+        work = true;
+        if (in.state == Incoming::State::kComplete) deliver(src, std::move(in));
+      }
+    }
+    return work;
+  }
+
+  void drop(Incoming& in, const std::string& why) {
+    in.state = Incoming::State::kDropped;
+    report_error(why);
+  }
+
+  void on_header(int src, Incoming& in) {
+    try {
+      if (in.header_size < kFrameHeaderBytes) {
+        throw TransportError("invalid frame from rank " + std::to_string(src) + ": " +
+                             std::to_string(in.header_size) +
+                             " bytes is shorter than the 64-byte header");
+      }
+      std::memcpy(&in.header, in.header_buf.get(), kFrameHeaderBytes);
+      validate_header(in.header, src, options_.max_frame_bytes);
+      if (in.header.parts == 0) {
+        read_packed_header(in.header_buf.get(), in.header_size, src, options_.max_frame_bytes);
+        in.full = std::move(in.header_buf);
+        in.state = Incoming::State::kComplete;
+        return;
+      }
+      if (in.header_size != kFrameHeaderBytes + in.header.meta_bytes) {
+        throw TransportError("invalid frame from rank " + std::to_string(src) +
+                             ": header message of " + std::to_string(in.header_size) +
+                             " bytes, header says " +
+                             std::to_string(kFrameHeaderBytes + in.header.meta_bytes));
+      }
+      in.full = allocate_aligned(kFrameHeaderBytes + in.header.payload_bytes);
+      std::memcpy(in.full.get(), in.header_buf.get(), in.header_size);
+      in.header_buf.reset();
+      in.parts_end = in.header.meta_bytes;
+      in.state = Incoming::State::kParts;
+    } catch (const TransportError& e) {
+      // A frame that announced parts but failed validation leaves its parts unmatched; the
+      // stream from this source cannot be trusted any more, which the error reports.
+      drop(in, e.what());
+    }
+  }
+
+  bool match_parts(int src, Incoming& in) {
+    bool work = false;
+    while (in.parts_matched < in.header.parts) {
+      int flag = 0;
+      MPI_Message msg;
+      MPI_Status status;
+      TENSAIR_MPI_CHECK(MPI_Improbe(src, kPartTag, comm_, &flag, &msg, &status));
+      if (!flag) break;
+      work = true;
+      int count = 0;
+      TENSAIR_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
+      size_t at = align_up(in.parts_end);
+      if (at + static_cast<size_t>(count) > in.header.payload_bytes) {
+        // Receive it somewhere harmless so the message queue stays consistent, then drop.
+        std::vector<std::byte> sink(static_cast<size_t>(count));
+        TENSAIR_MPI_CHECK(MPI_Mrecv(sink.data(), count, MPI_BYTE, &msg, MPI_STATUS_IGNORE));
+        in.parts_matched++;
+        drop(in, "invalid frame from rank " + std::to_string(src) + ": part of " +
+                     std::to_string(count) + " bytes runs past the announced payload of " +
+                     std::to_string(in.header.payload_bytes) + " bytes");
+        continue;
+      }
+      MPI_Request req;
+      TENSAIR_MPI_CHECK(MPI_Imrecv(in.full.get() + kFrameHeaderBytes + at, count, MPI_BYTE, &msg,
+                                   &req));
+      in.part_reqs.push_back(req);
+      in.parts_end = at + static_cast<size_t>(count);
+      in.parts_matched++;
+    }
+    return work;
+  }
+
+  bool test_parts(int src, Incoming& in) {
+    if (in.parts_matched < in.header.parts || in.state != Incoming::State::kParts) return false;
+    int done = 0;
+    TENSAIR_MPI_CHECK(MPI_Testall(static_cast<int>(in.part_reqs.size()), in.part_reqs.data(),
+                                  &done, MPI_STATUSES_IGNORE));
+    if (!done) return false;
+    if (in.parts_end != in.header.payload_bytes) {
+      drop(in, "invalid frame from rank " + std::to_string(src) + ": parts end at byte " +
+                   std::to_string(in.parts_end) + ", header announced " +
+                   std::to_string(in.header.payload_bytes));
+      return true;
+    }
+    in.state = Incoming::State::kComplete;
+    return true;
+  }
+
+  void deliver(int src, Incoming&& in) {
+    InFrame frame;
+    frame.header = in.header;
+    frame.buffer = std::move(in.full);
+    frame.size = kFrameHeaderBytes + in.header.payload_bytes;
+    frame.src_rank = src;
+    frames_received_.fetch_add(1, std::memory_order_relaxed);
+    bytes_received_.fetch_add(frame.size, std::memory_order_relaxed);
+    handle(std::move(frame));
+  }
+
+  void handle(InFrame&& frame) {
+    try {
+      on_frame_(std::move(frame));
+    } catch (const std::exception& e) {
+      report_error(e.what());
+    }
+  }
+
+  bool deliver_loopback() {
+    std::deque<InFrame> frames;
+    {
+      std::lock_guard lock(mu_);
+      if (loopback_.empty()) return false;
+      frames.swap(loopback_);
+    }
+    for (InFrame& f : frames) {
+      frames_received_.fetch_add(1, std::memory_order_relaxed);
+      bytes_received_.fetch_add(f.size, std::memory_order_relaxed);
+      handle(std::move(f));
+    }
+    return true;
+  }
+
+  // Shutdown ----------------------------------------------------------------------------------
+
+  // Returns true when this rank's part of the collective shutdown is complete.
+  bool advance_shutdown() {
+    {
+      std::lock_guard lock(mu_);
+      if (!queue_.empty() || !loopback_.empty()) return false;
+    }
+    if (world_ == 1) return true;
+    if (!alltoall_posted_) {
+      TENSAIR_MPI_CHECK(MPI_Ialltoall(sent_to_.data(), 1, MPI_UINT64_T, expected_from_.data(), 1,
+                                      MPI_UINT64_T, comm_, &alltoall_req_));
+      alltoall_posted_ = true;
+    }
+    if (!alltoall_done_) {
+      int done = 0;
+      TENSAIR_MPI_CHECK(MPI_Test(&alltoall_req_, &done, MPI_STATUS_IGNORE));
+      if (!done) return false;
+      alltoall_done_ = true;
+    }
+    if (!barrier_posted_) {
+      if (!send_reqs_.empty() || any_incoming()) return false;
+      for (int src = 0; src < world_; ++src) {
+        if (src == rank_) continue;
+        if (delivered_from_[static_cast<size_t>(src)] < expected_from_[static_cast<size_t>(src)]) {
+          return false;
+        }
+      }
+      // Everything addressed to this rank has arrived. The barrier keeps any rank from starting
+      // a next run (and sending its frames) before every rank has drained this one.
+      TENSAIR_MPI_CHECK(MPI_Ibarrier(comm_, &barrier_req_));
+      barrier_posted_ = true;
+    }
+    int done = 0;
+    TENSAIR_MPI_CHECK(MPI_Test(&barrier_req_, &done, MPI_STATUS_IGNORE));
+    return done != 0;
+  }
+
+  MpiTransportOptions options_;
+  bool owns_mpi_ = false;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int world_ = 1;
+  FrameHandler on_frame_;
+  ErrorHandler on_error_;
+  std::thread thread_;
+  std::atomic<bool> broken_{false};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Queued> queue_;    // guarded by mu_
+  std::deque<InFrame> loopback_;  // guarded by mu_
+  bool shutdown_requested_ = false;  // guarded by mu_
+  bool stop_now_ = false;            // guarded by mu_
+  bool loop_done_ = false;           // guarded by mu_
+
+  // P: progress thread only.
+  std::vector<MPI_Request> send_reqs_;
+  std::vector<uint32_t> send_owner_;
+  std::vector<int> done_idx_;
+  std::unordered_map<uint32_t, SendSlot> slots_;
+  uint32_t next_slot_ = 0;
+  std::vector<std::deque<Incoming>> incoming_;
+  std::vector<uint64_t> sent_to_;
+  std::vector<uint64_t> delivered_from_;
+  std::vector<uint64_t> expected_from_;
+  MPI_Request alltoall_req_ = MPI_REQUEST_NULL;
+  bool alltoall_posted_ = false;
+  bool alltoall_done_ = false;
+  MPI_Request barrier_req_ = MPI_REQUEST_NULL;
+  bool barrier_posted_ = false;
+
+  std::atomic<uint64_t> frames_sent_{0}, frames_received_{0}, bytes_sent_{0}, bytes_received_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> make_mpi_transport(MpiTransportOptions options) {
+  return std::make_unique<MpiTransport>(options);
+}
+
+int launcher_world_size() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"}) {
+    if (const char* v = std::getenv(name); v && *v) return std::max(1, std::atoi(v));
+  }
+  return 1;
+}
+
+}  // namespace tensair::runtime
