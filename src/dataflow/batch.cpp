@@ -323,6 +323,29 @@ Batch Batch::with_column(Column column) const {
   return Batch(std::move(cols));
 }
 
+Batch concat_batches(const std::vector<BatchPtr>& batches) {
+  if (batches.empty()) return Batch();
+  const Schema schema = batches[0]->schema();
+  BatchBuilder out(schema);
+  for (const BatchPtr& b : batches) {
+    if (b->num_columns() != schema.size()) {
+      throw DataError("cannot concatenate batches with columns {" + schema_to_string(schema) +
+                      "} and {" + schema_to_string(b->schema()) + "}");
+    }
+    for (size_t c = 0; c < schema.size(); ++c) {
+      const Column& col = b->columns()[c];
+      if (col.name() != schema[c].name || col.dtype() != schema[c].dtype ||
+          col.record_shape() != schema[c].record_shape) {
+        throw DataError("cannot concatenate batches with columns {" + schema_to_string(schema) +
+                        "} and {" + schema_to_string(b->schema()) + "}");
+      }
+      ColumnBuilder& cb = out.column(c);
+      for (int64_t r = 0; r < col.rows(); ++r) cb.append_from(col, r);
+    }
+  }
+  return out.finish();
+}
+
 // Builders ------------------------------------------------------------------------------------
 
 ColumnBuilder::ColumnBuilder(ColumnSpec spec) : spec_(std::move(spec)) {

@@ -171,6 +171,10 @@ using BatchPtr = std::shared_ptr<const Batch>;
 
 inline BatchPtr share(Batch b) { return std::make_shared<const Batch>(std::move(b)); }
 
+// All rows of `batches`, in order, as one batch (copies). The batches must have the same
+// schema (DataError otherwise); an empty list gives an empty batch.
+Batch concat_batches(const std::vector<BatchPtr>& batches);
+
 // Builds one column record by record. Not thread-safe.
 class ColumnBuilder {
  public:
