@@ -10,6 +10,7 @@ void Error::rethrow_with_context(const std::string& context) const {
   if (dynamic_cast<const DataError*>(this)) throw DataError(msg);
   if (dynamic_cast<const ModelError*>(this)) throw ModelError(msg);
   if (dynamic_cast<const Cancelled*>(this)) throw Cancelled();
+  if (dynamic_cast<const PeerFailure*>(this)) throw PeerFailure(msg, exit_code());
   throw Error(msg, exit_code());
 }
 

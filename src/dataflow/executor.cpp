@@ -1092,8 +1092,8 @@ void Executor::Impl::run() {
   if (error_message) {
     // Only the rank where the error arose prints it; the others end quietly with its code.
     if (error_origin == rank) throw Error(*error_message, error_code);
-    throw Error("stopped because rank " + std::to_string(error_origin) + " failed: " + *error_message,
-                error_code);
+    throw PeerFailure("stopped because rank " + std::to_string(error_origin) + " failed: " + *error_message,
+                      error_code);
   }
 }
 

@@ -65,6 +65,13 @@ class ModelError : public Error {
   explicit ModelError(const std::string& what) : Error(what) {}
 };
 
+// This rank stopped because another rank failed; that rank reports the error itself, so the
+// CLI prints nothing for this one (it only exits with the same code).
+class PeerFailure : public Error {
+ public:
+  PeerFailure(const std::string& what, ExitCode code) : Error(what, code) {}
+};
+
 // Thrown inside worker threads when the job is being cancelled (another worker or rank
 // failed). Never shown to the user: the original error is.
 class Cancelled : public Error {

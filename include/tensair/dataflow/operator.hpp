@@ -99,6 +99,13 @@ class Operator {
 };
 
 struct PortSpec {
+  PortSpec(std::string port_name, std::optional<Schema> columns = std::nullopt,
+           bool may_be_unconnected = false, int serve_priority = 0)
+      : name(std::move(port_name)),
+        schema(std::move(columns)),
+        optional(may_be_unconnected),
+        priority(serve_priority) {}
+
   std::string name;
   // Inputs: columns the operator requires (others may be present). Outputs: the columns of
   // every batch emitted. nullopt: not known before running (no check is made).

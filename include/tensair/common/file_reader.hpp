@@ -1,0 +1,57 @@
+// FileReader: sequential reading of a file that is plain, gzip- or xz-compressed; the format is
+// detected from the first bytes, so a caller never needs to know.
+//
+// Errors throw IoError naming the file: a missing or unreadable file (exit code 2, since it is
+// the user's to fix), and a corrupt or truncated compressed stream, with the uncompressed
+// position where reading stopped. Not thread-safe; one reader per thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace tensair {
+
+class FileReader {
+ public:
+  enum class Format { kPlain, kGzip, kXz };
+
+  explicit FileReader(std::filesystem::path path);
+  ~FileReader();
+  FileReader(const FileReader&) = delete;
+  FileReader& operator=(const FileReader&) = delete;
+
+  // Reads up to n bytes; returns 0 only at the end of the data.
+  size_t read(void* buf, size_t n);
+  // Reads exactly n bytes unless the data ends first; returns the count read.
+  size_t read_full(void* buf, size_t n);
+  // Reads the next line without its '\n' (and without a '\r' before it). False at the end.
+  bool read_line(std::string& line);
+  // Back to the first byte (reopens the file).
+  void rewind();
+
+  Format format() const { return format_; }
+  // Uncompressed bytes delivered so far.
+  uint64_t position() const { return position_; }
+  const std::filesystem::path& path() const { return path_; }
+
+  struct Decoder;  // plain, gzip or xz (file_reader.cpp)
+
+ private:
+  void open();
+  bool fill();  // refills buf_; false at the end
+
+  std::filesystem::path path_;
+  Format format_ = Format::kPlain;
+  std::unique_ptr<Decoder> decoder_;
+  std::string buf_;
+  size_t buf_pos_ = 0;
+  uint64_t position_ = 0;
+};
+
+// "gzip", "xz", "plain"
+const char* format_name(FileReader::Format f);
+
+}  // namespace tensair

@@ -1,0 +1,111 @@
+// Sources: operators with no inputs and one output port "out" that read records and emit them
+// in batches.
+//
+// Common behaviour (SourceOptions):
+// - batch_size: records per emitted batch (fewer at the end, or when the rate limit is low).
+// - rate: a true token bucket of `rate` records per second (0: as fast as downstream accepts),
+//   with a burst of `burst` records (0: a tenth of a second's worth, at least one). A batch is
+//   emitted as soon as the tokens for its records are there, so a low rate gives small,
+//   regularly spaced batches, not bursts followed by a pause.
+// - replay: how many passes over the input (0: forever). limit: stop after this many records
+//   in total (0: no limit), counted over all passes and all instances.
+// - shard: when the source has several instances, instance i takes the records whose index
+//   (counted from 0 over the whole input, within each pass) is i modulo the instance count;
+//   without sharding every instance emits every record.
+// - Records that cannot be parsed go to the dead-letter output with the file and line/record
+//   number; a missing file, or a truncated/corrupt compressed file, ends the job with an error
+//   naming the file.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensair/dataflow/operator.hpp"
+
+namespace tensair::ops {
+
+struct SourceOptions {
+  int64_t batch_size = 1024;
+  double rate = 0;
+  double burst = 0;
+  int64_t replay = 1;
+  int64_t limit = 0;
+  bool shard = true;
+};
+
+// One record per line of a text file (plain, .gz or .xz): column `column` (string), and when
+// `index_column` is not empty, the line's 0-based index within the file (int64).
+struct TextSourceOptions {
+  std::filesystem::path path;
+  std::string column = "line";
+  std::string index_column;
+  SourceOptions source;
+};
+std::shared_ptr<const dataflow::OperatorDef> text_source(TextSourceOptions options);
+
+// One record per CSV line. `columns` gives the names and dtypes (scalars) of the fields in file
+// order; when empty, the names come from the header line and every field gets `default_dtype`.
+// `select` (optional) keeps only the named columns. Quoted fields ("a,b", "x""y") are
+// understood. A line with the wrong number of fields or an unparseable number is a dead letter.
+struct CsvSourceOptions {
+  std::filesystem::path path;
+  dataflow::Schema columns;
+  bool header = true;
+  char delimiter = ',';
+  dataflow::DType default_dtype = dataflow::DType::kFloat64;
+  std::vector<std::string> select;
+  SourceOptions source;
+};
+std::shared_ptr<const dataflow::OperatorDef> csv_source(CsvSourceOptions options);
+
+// Fixed-size little-endian binary records: `fields` (numeric, with record shapes) laid out one
+// after the other, after `header_bytes` at the start of the file; `record_bytes` (0: the sum of
+// the fields) may add trailing padding. A trailing partial record is a dead letter.
+struct BinarySourceOptions {
+  std::filesystem::path path;
+  dataflow::Schema fields;
+  int64_t header_bytes = 0;
+  int64_t record_bytes = 0;
+  SourceOptions source;
+};
+std::shared_ptr<const dataflow::OperatorDef> binary_source(BinarySourceOptions options);
+
+// Synthetic records. Each column has a generator:
+//   "sequence"            int64: the record's index (0, 1, 2, ... over all instances)
+//   "uniform", "uniform[d1,..]"   float32 in [0, 1)
+//   "normal", "normal[d1,..]"     float32, standard normal
+//   "randint(k)"          int64, uniform in [0, k)
+// `count` records in total per pass (0: endless). Random columns are reproducible: they depend
+// only on `seed` and the record index, not on the number of instances.
+struct GeneratorColumn {
+  std::string name;
+  std::string generator;
+};
+struct GeneratorSourceOptions {
+  std::vector<GeneratorColumn> columns;
+  int64_t count = 0;
+  uint64_t seed = 1;
+  SourceOptions source;
+};
+std::shared_ptr<const dataflow::OperatorDef> generator_source(GeneratorSourceOptions options);
+
+// Waits for and hands out record tokens at a fixed rate (see SourceOptions). Not thread-safe.
+class TokenBucket {
+ public:
+  TokenBucket(double rate, double burst);
+  // Blocks until at least one token is available, then takes up to `want` and returns how
+  // many it took. Returns `want` at once when the rate is unlimited. Wakes at least every
+  // 100 ms to check `ctx.cancelled()`, and throws Cancelled when it is.
+  int64_t take(int64_t want, const dataflow::Context& ctx);
+
+ private:
+  double rate_;
+  double burst_;
+  double tokens_;
+  double last_;  // seconds, steady clock
+};
+
+}  // namespace tensair::ops

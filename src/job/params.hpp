@@ -1,0 +1,74 @@
+// Params: typed, checked access to one table of a job file.
+//
+// Every getter marks its key as used; check_all_used() then reports any key nobody read, so a
+// misspelt key is an error instead of a silently ignored setting. Errors name the file, the
+// line and the key: "job.toml:12: [count] key \"size\": expected an integer, got a string".
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <string>
+#include <toml++/toml.h>
+#include <vector>
+
+namespace tensair::job {
+
+// What every table of one job shares.
+struct FileContext {
+  std::filesystem::path file;      // the job file, as given
+  std::filesystem::path base_dir;  // its directory: relative input paths start here
+  std::filesystem::path out_dir;   // relative output paths start here
+  std::set<std::string> overridden;  // "section.key" set with --set (relative to the cwd)
+};
+
+class Params {
+ public:
+  Params(const toml::table& table, std::string section, const FileContext& ctx);
+
+  const std::string& section() const { return section_; }
+  bool has(const std::string& key) const;
+
+  std::string str(const std::string& key, std::optional<std::string> def = std::nullopt) const;
+  int64_t integer(const std::string& key, std::optional<int64_t> def = std::nullopt,
+                  int64_t min = INT64_MIN, int64_t max = INT64_MAX) const;
+  double number(const std::string& key, std::optional<double> def = std::nullopt) const;
+  bool boolean(const std::string& key, std::optional<bool> def = std::nullopt) const;
+  // An array of strings; a single string is a one-element list.
+  std::vector<std::string> strings(const std::string& key,
+                                   std::optional<std::vector<std::string>> def = std::nullopt) const;
+  // A path to read: ${VAR} expanded, relative to the job file's directory (or the working
+  // directory when given with --set).
+  std::filesystem::path input_path(const std::string& key,
+                                   std::optional<std::string> def = std::nullopt) const;
+  // A path to write: ${VAR} expanded, relative to the output directory.
+  std::filesystem::path output_path(const std::string& key,
+                                    std::optional<std::string> def = std::nullopt) const;
+  // A single character (delimiters); "\t" is accepted for tab.
+  char character(const std::string& key, char def) const;
+
+  // The raw node (marks the key used); nullptr when absent.
+  const toml::node* node(const std::string& key) const;
+  // A sub-table as Params (marks the key used); nullopt when absent. Throws if not a table.
+  std::optional<Params> table(const std::string& key) const;
+
+  // "file:line: [section] key \"k\": " prefix for messages about `key` (or the section).
+  std::string where(const std::string& key = "") const;
+  [[noreturn]] void fail(const std::string& key, const std::string& message) const;
+
+  // Throws for the first key of the table that no getter read.
+  void check_all_used() const;
+
+  const toml::table& raw() const { return table_; }
+
+ private:
+  const toml::node& required(const std::string& key) const;
+
+  const toml::table& table_;
+  std::string section_;
+  const FileContext& ctx_;
+  mutable std::set<std::string> used_;
+};
+
+}  // namespace tensair::job

@@ -1,0 +1,28 @@
+// The operator types job files may name. Built-in types register themselves; higher layers
+// (model, drift, io) register theirs through tensair::job::register_operator_type before
+// loading a job, so this layer depends on none of them.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "job/params.hpp"
+#include "tensair/dataflow/operator.hpp"
+
+namespace tensair::job {
+
+struct OperatorType {
+  std::string name;
+  std::string description;
+  // Builds the definition from the operator's table; reads only its own keys.
+  std::function<std::shared_ptr<const dataflow::OperatorDef>(const Params&)> build;
+};
+
+void register_operator_type(OperatorType type);
+// nullptr when unknown.
+const OperatorType* find_operator_type(const std::string& name);
+std::vector<const OperatorType*> all_operator_types();
+
+}  // namespace tensair::job

@@ -1,0 +1,610 @@
+#include "tensair/ops/sources.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "common/hash.hpp"
+#include "tensair/common/file_reader.hpp"
+#include "tensair/common/log.hpp"
+
+namespace tensair::ops {
+
+using dataflow::Batch;
+using dataflow::BatchBuilder;
+using dataflow::ColumnBuilder;
+using dataflow::ColumnSpec;
+using dataflow::Context;
+using dataflow::DType;
+using dataflow::Schema;
+using dataflow::SourceState;
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+// TokenBucket -----------------------------------------------------------------------------------
+
+TokenBucket::TokenBucket(double rate, double burst)
+    : rate_(rate), burst_(burst > 0 ? burst : std::max(1.0, rate / 10)), tokens_(0), last_(now_s()) {
+  tokens_ = std::min(burst_, 1.0);
+}
+
+int64_t TokenBucket::take(int64_t want, const Context& ctx) {
+  if (rate_ <= 0) return want;
+  for (;;) {
+    if (ctx.cancelled()) throw Cancelled();
+    double t = now_s();
+    tokens_ = std::min(burst_, tokens_ + (t - last_) * rate_);
+    last_ = t;
+    if (tokens_ >= 1) {
+      int64_t k = std::min<int64_t>(want, static_cast<int64_t>(tokens_));
+      tokens_ -= static_cast<double>(k);
+      return k;
+    }
+    double wait = std::min(0.1, (1 - tokens_) / rate_);
+    std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+  }
+}
+
+namespace {
+
+// Reads the records of one input, pass after pass.
+class RecordReader {
+ public:
+  virtual ~RecordReader() = default;
+  // Opens (or rewinds to) the start of the input.
+  virtual void start_pass() = 0;
+  // Reads the next record; appends it to `out` when `keep`, else skips it cheaply. A record
+  // that cannot be parsed is reported to ctx.dead_letter and not appended. Returns false at
+  // the end of the pass.
+  virtual bool next(bool keep, BatchBuilder& out, Context& ctx) = 0;
+};
+
+// Emits the records of a RecordReader with the common source behaviour (sources.hpp).
+class RecordSource final : public dataflow::Operator {
+ public:
+  RecordSource(SourceOptions options, Schema schema, std::unique_ptr<RecordReader> reader,
+               const dataflow::InstanceInfo& info)
+      : opt_(options),
+        schema_(std::move(schema)),
+        reader_(std::move(reader)),
+        bucket_(options.rate, options.burst),
+        instance_(info.instance),
+        instances_(info.instances) {}
+
+  SourceState produce(Context& ctx) override {
+    if (!in_pass_) {
+      if (opt_.replay > 0 && pass_ >= opt_.replay) return SourceState::kDone;
+      reader_->start_pass();
+      in_pass_ = true;
+      pass_records_ = 0;
+    }
+    const int64_t want = bucket_.take(opt_.batch_size, ctx);
+    BatchBuilder out(schema_);
+    bool done = false;
+    while (out.rows() < want) {
+      if (opt_.limit > 0 && index_ >= opt_.limit) {
+        done = true;
+        break;
+      }
+      const bool mine = !opt_.shard || instances_ == 1 || index_ % instances_ == instance_;
+      if (!reader_->next(mine, out, ctx)) {
+        in_pass_ = false;
+        pass_++;
+        if (pass_records_ == 0) {
+          // An empty input would make an endless replay spin forever.
+          if (opt_.replay == 0) log().warn("{}: the input has no records, stopping", ctx.info().name);
+          done = true;
+        }
+        break;
+      }
+      index_++;
+      pass_records_++;
+      if (ctx.cancelled()) throw Cancelled();
+    }
+    if (out.rows() > 0) ctx.emit(0, out.finish());
+    if (done) return SourceState::kDone;
+    return SourceState::kMore;
+  }
+
+ private:
+  SourceOptions opt_;
+  Schema schema_;
+  std::unique_ptr<RecordReader> reader_;
+  TokenBucket bucket_;
+  int instance_;
+  int instances_;
+  int64_t pass_ = 0;
+  int64_t index_ = 0;  // records read so far, over all passes
+  int64_t pass_records_ = 0;
+  bool in_pass_ = false;
+};
+
+std::string options_text(const SourceOptions& o) {
+  std::string s = "batch_size=" + std::to_string(o.batch_size);
+  if (o.rate > 0) s += " rate=" + std::to_string(static_cast<int64_t>(o.rate)) + "/s";
+  s += " replay=" + (o.replay == 0 ? std::string("forever") : std::to_string(o.replay));
+  if (o.limit > 0) s += " limit=" + std::to_string(o.limit);
+  if (!o.shard) s += " shard=false";
+  return s;
+}
+
+void check_options(const SourceOptions& o) {
+  if (o.batch_size < 1) throw ConfigError("batch_size must be at least 1, got " + std::to_string(o.batch_size));
+  if (o.rate < 0) throw ConfigError("rate must not be negative");
+  if (o.replay < 0) throw ConfigError("replay must not be negative (0 replays forever)");
+  if (o.limit < 0) throw ConfigError("limit must not be negative (0: no limit)");
+}
+
+// A source definition: schema, a reader factory, and the common options.
+class SourceDef final : public dataflow::OperatorDef {
+ public:
+  using ReaderFactory = std::function<std::unique_ptr<RecordReader>(const dataflow::InstanceInfo&)>;
+  SourceDef(std::string type, Schema schema, SourceOptions options, ReaderFactory factory,
+            std::string params)
+      : type_(std::move(type)),
+        schema_(std::move(schema)),
+        options_(options),
+        factory_(std::move(factory)),
+        params_(std::move(params)) {
+    check_options(options_);
+  }
+  std::string type() const override { return type_; }
+  std::vector<dataflow::PortSpec> outputs() const override { return {{"out", schema_}}; }
+  std::unique_ptr<dataflow::Operator> instantiate(const dataflow::InstanceInfo& info) const override {
+    return std::make_unique<RecordSource>(options_, schema_, factory_(info), info);
+  }
+  std::string describe() const override { return params_ + " " + options_text(options_); }
+
+ private:
+  std::string type_;
+  Schema schema_;
+  SourceOptions options_;
+  ReaderFactory factory_;
+  std::string params_;
+};
+
+void require_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    throw IoError("input file " + path.string() + " does not exist", ExitCode::kConfig);
+  }
+}
+
+std::string clip(std::string_view s) { return std::string(s.substr(0, 200)); }
+
+// Text ------------------------------------------------------------------------------------------
+
+class TextReader final : public RecordReader {
+ public:
+  explicit TextReader(std::filesystem::path path, bool with_index)
+      : path_(std::move(path)), with_index_(with_index) {}
+  void start_pass() override {
+    if (!file_) file_ = std::make_unique<FileReader>(path_);
+    else file_->rewind();
+    line_no_ = 0;
+  }
+  bool next(bool keep, BatchBuilder& out, Context&) override {
+    if (!file_->read_line(line_)) return false;
+    if (keep) {
+      out.column(0).append_string(line_);
+      if (with_index_) out.column(1).append<int64_t>(line_no_);
+    }
+    line_no_++;
+    return true;
+  }
+
+ private:
+  std::filesystem::path path_;
+  bool with_index_;
+  std::unique_ptr<FileReader> file_;
+  std::string line_;
+  int64_t line_no_ = 0;
+};
+
+// CSV -------------------------------------------------------------------------------------------
+
+// Splits one CSV line into fields (RFC 4180 quoting). Returns false for an unterminated quote.
+bool split_csv(const std::string& line, char delim, std::vector<std::string>& fields) {
+  fields.clear();
+  std::string field;
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quoted) {
+      if (c == '"') {
+        if (i + 1 < line.size() && line[i + 1] == '"') {
+          field += '"';
+          ++i;
+        } else {
+          quoted = false;
+        }
+      } else {
+        field += c;
+      }
+    } else if (c == '"' && field.empty()) {
+      quoted = true;
+    } else if (c == delim) {
+      fields.push_back(std::move(field));
+      field.clear();
+    } else {
+      field += c;
+    }
+  }
+  if (quoted) return false;
+  fields.push_back(std::move(field));
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Parses `text` into the column's dtype and appends it; false when it does not parse.
+bool append_parsed(ColumnBuilder& col, std::string_view text) {
+  const DType t = col.spec().dtype;
+  if (t == DType::kString) {
+    col.append_string(text);
+    return true;
+  }
+  text = trim(text);
+  if (text.empty()) return false;
+  const char* b = text.data();
+  const char* e = text.data() + text.size();
+  if (t == DType::kFloat32 || t == DType::kFloat64) {
+    double v = 0;
+    auto r = std::from_chars(b, e, v);
+    if (r.ec != std::errc() || r.ptr != e) {
+      // from_chars rejects a leading '+'; accept it as people write it.
+      if (*b != '+') return false;
+      r = std::from_chars(b + 1, e, v);
+      if (r.ec != std::errc() || r.ptr != e) return false;
+    }
+    col.append_number(v);
+    return true;
+  }
+  int64_t v = 0;
+  auto r = std::from_chars(b, e, v);
+  if (r.ec != std::errc() || r.ptr != e) return false;
+  switch (t) {
+    case DType::kInt64: col.append<int64_t>(v); return true;
+    case DType::kInt32:
+      if (v < INT32_MIN || v > INT32_MAX) return false;
+      col.append<int32_t>(static_cast<int32_t>(v));
+      return true;
+    case DType::kUInt8:
+      if (v < 0 || v > 255) return false;
+      col.append<uint8_t>(static_cast<uint8_t>(v));
+      return true;
+    default: return false;
+  }
+}
+
+class CsvReader final : public RecordReader {
+ public:
+  CsvReader(CsvSourceOptions opt, std::vector<int> keep_fields, size_t nfields)
+      : opt_(std::move(opt)), keep_fields_(std::move(keep_fields)), nfields_(nfields) {}
+  void start_pass() override {
+    if (!file_) file_ = std::make_unique<FileReader>(opt_.path);
+    else file_->rewind();
+    line_no_ = 0;
+    if (opt_.header) {
+      file_->read_line(line_);
+      line_no_ = 1;
+    }
+  }
+  bool next(bool keep, BatchBuilder& out, Context& ctx) override {
+    for (;;) {
+      if (!file_->read_line(line_)) return false;
+      line_no_++;
+      if (!line_.empty()) break;  // blank lines are not records
+    }
+    if (!keep) return true;
+    auto dead = [&](const std::string& why) {
+      ctx.dead_letter(opt_.path.filename().string() + ":" + std::to_string(line_no_) + ": " + why,
+                      clip(line_));
+    };
+    if (!split_csv(line_, opt_.delimiter, fields_)) {
+      dead("unterminated quote");
+      return true;
+    }
+    if (fields_.size() != nfields_) {
+      dead(std::to_string(fields_.size()) + " fields, expected " + std::to_string(nfields_));
+      return true;
+    }
+    // Parse into a one-row scratch batch first, so a bad field leaves `out` untouched.
+    if (!scratch_) scratch_ = std::make_unique<BatchBuilder>(out_schema(out));
+    for (size_t k = 0; k < keep_fields_.size(); ++k) {
+      ColumnBuilder& col = scratch_->column(k);
+      const std::string& text = fields_[static_cast<size_t>(keep_fields_[k])];
+      if (!append_parsed(col, text)) {
+        scratch_ = std::make_unique<BatchBuilder>(out_schema(out));
+        dead("column \"" + col.spec().name + "\": cannot read \"" + clip(text) + "\" as " +
+             std::string(dtype_name(col.spec().dtype)));
+        return true;
+      }
+    }
+    Batch row = scratch_->finish();
+    for (size_t k = 0; k < keep_fields_.size(); ++k) out.column(k).append_from(row.columns()[k], 0);
+    return true;
+  }
+
+ private:
+  static Schema out_schema(BatchBuilder& out) {
+    Schema s;
+    for (size_t i = 0; i < out.num_columns(); ++i) s.push_back(out.column(i).spec());
+    return s;
+  }
+
+  CsvSourceOptions opt_;
+  std::vector<int> keep_fields_;
+  size_t nfields_;
+  std::unique_ptr<FileReader> file_;
+  std::unique_ptr<BatchBuilder> scratch_;
+  std::string line_;
+  std::vector<std::string> fields_;
+  int64_t line_no_ = 0;
+};
+
+// Binary ----------------------------------------------------------------------------------------
+
+void append_raw_values(ColumnBuilder& col, const char* p, size_t elements) {
+  switch (col.spec().dtype) {
+    case DType::kFloat32: col.append_values(reinterpret_cast<const float*>(p), elements); break;
+    case DType::kFloat64: col.append_values(reinterpret_cast<const double*>(p), elements); break;
+    case DType::kInt32: col.append_values(reinterpret_cast<const int32_t*>(p), elements); break;
+    case DType::kInt64: col.append_values(reinterpret_cast<const int64_t*>(p), elements); break;
+    case DType::kUInt8: col.append_values(reinterpret_cast<const uint8_t*>(p), elements); break;
+    case DType::kString: break;
+  }
+}
+
+size_t field_elements(const ColumnSpec& f) {
+  size_t n = 1;
+  for (int64_t d : f.record_shape) n *= static_cast<size_t>(d);
+  return n;
+}
+
+class BinaryReader final : public RecordReader {
+ public:
+  explicit BinaryReader(BinarySourceOptions opt)
+      : opt_(std::move(opt)), record_(static_cast<size_t>(opt_.record_bytes), '\0') {}
+  void start_pass() override {
+    if (!file_) file_ = std::make_unique<FileReader>(opt_.path);
+    else file_->rewind();
+    record_no_ = 0;
+    if (opt_.header_bytes > 0) {
+      std::string skip(static_cast<size_t>(opt_.header_bytes), '\0');
+      if (file_->read_full(skip.data(), skip.size()) != skip.size()) {
+        throw IoError(opt_.path.string() + ": shorter than its " + std::to_string(opt_.header_bytes) +
+                      "-byte header");
+      }
+    }
+  }
+  bool next(bool keep, BatchBuilder& out, Context& ctx) override {
+    size_t got = file_->read_full(record_.data(), record_.size());
+    if (got == 0) return false;
+    record_no_++;
+    if (got < record_.size()) {
+      ctx.dead_letter(opt_.path.filename().string() + ": record " + std::to_string(record_no_ - 1) +
+                          " truncated to " + std::to_string(got) + " of " +
+                          std::to_string(record_.size()) + " bytes",
+                      "");
+      return true;
+    }
+    if (!keep) return true;
+    const char* p = record_.data();
+    for (size_t i = 0; i < opt_.fields.size(); ++i) {
+      size_t n = field_elements(opt_.fields[i]);
+      append_raw_values(out.column(i), p, n);
+      p += n * dtype_size(opt_.fields[i].dtype);
+    }
+    return true;
+  }
+
+ private:
+  BinarySourceOptions opt_;
+  std::string record_;
+  std::unique_ptr<FileReader> file_;
+  int64_t record_no_ = 0;
+};
+
+// Generator -------------------------------------------------------------------------------------
+
+struct ColumnGenerator {
+  enum class Kind { kSequence, kUniform, kNormal, kRandInt };
+  Kind kind = Kind::kSequence;
+  int64_t bound = 0;
+  ColumnSpec spec;
+};
+
+ColumnGenerator parse_generator(const GeneratorColumn& c) {
+  ColumnGenerator g;
+  g.spec.name = c.name;
+  std::string_view text = c.generator;
+  auto shape_after = [&](std::string_view rest) {
+    if (rest.empty()) return;
+    ColumnSpec s = dataflow::parse_column_spec("x:float32" + std::string(rest));
+    g.spec.record_shape = s.record_shape;
+  };
+  if (text == "sequence") {
+    g.kind = ColumnGenerator::Kind::kSequence;
+    g.spec.dtype = DType::kInt64;
+  } else if (text.starts_with("uniform")) {
+    g.kind = ColumnGenerator::Kind::kUniform;
+    g.spec.dtype = DType::kFloat32;
+    shape_after(text.substr(7));
+  } else if (text.starts_with("normal")) {
+    g.kind = ColumnGenerator::Kind::kNormal;
+    g.spec.dtype = DType::kFloat32;
+    shape_after(text.substr(6));
+  } else if (text.starts_with("randint(") && text.ends_with(")")) {
+    g.kind = ColumnGenerator::Kind::kRandInt;
+    g.spec.dtype = DType::kInt64;
+    std::string_view n = text.substr(8, text.size() - 9);
+    auto r = std::from_chars(n.data(), n.data() + n.size(), g.bound);
+    if (r.ec != std::errc() || r.ptr != n.data() + n.size() || g.bound < 1) {
+      throw ConfigError("column \"" + c.name + "\": randint needs a positive bound, got \"" + c.generator + "\"");
+    }
+  } else {
+    throw ConfigError("column \"" + c.name + "\": unknown generator \"" + c.generator +
+                      "\" (known: sequence, uniform, normal, randint(k), with [d1,..] shapes for uniform/normal)");
+  }
+  return g;
+}
+
+class GeneratorReader final : public RecordReader {
+ public:
+  GeneratorReader(std::vector<ColumnGenerator> gens, int64_t count, uint64_t seed)
+      : gens_(std::move(gens)), count_(count), seed_(seed) {}
+  void start_pass() override { index_ = 0; }
+  bool next(bool keep, BatchBuilder& out, Context&) override {
+    if (count_ > 0 && index_ >= count_) return false;
+    if (keep) {
+      for (size_t c = 0; c < gens_.size(); ++c) append(c, out.column(c));
+    }
+    index_++;
+    return true;
+  }
+
+ private:
+  // A uniform double in [0, 1) from (seed, column, record, element): reproducible whatever the
+  // number of instances.
+  double unit(size_t column, uint64_t element) const {
+    uint64_t h = hash_u64(seed_ ^ hash_u64(static_cast<uint64_t>(index_) * 0x9e3779b97f4a7c15ULL +
+                                           column * 0x632be59bd9b4e019ULL + element));
+    return static_cast<double>(h >> 11) * 0x1.0p-53;
+  }
+  void append(size_t c, ColumnBuilder& col) {
+    const ColumnGenerator& g = gens_[c];
+    switch (g.kind) {
+      case ColumnGenerator::Kind::kSequence: col.append<int64_t>(index_); return;
+      case ColumnGenerator::Kind::kRandInt:
+        col.append<int64_t>(static_cast<int64_t>(unit(c, 0) * static_cast<double>(g.bound)));
+        return;
+      case ColumnGenerator::Kind::kUniform:
+      case ColumnGenerator::Kind::kNormal: {
+        size_t n = field_elements(g.spec);
+        values_.resize(n);
+        for (size_t e = 0; e < n; ++e) {
+          if (g.kind == ColumnGenerator::Kind::kUniform) {
+            values_[e] = static_cast<float>(unit(c, e));
+          } else {
+            double u1 = std::max(unit(c, 2 * e), 1e-300), u2 = unit(c, 2 * e + 1);
+            values_[e] = static_cast<float>(std::sqrt(-2 * std::log(u1)) * std::cos(2 * M_PI * u2));
+          }
+        }
+        col.append_values(values_.data(), n);
+        return;
+      }
+    }
+  }
+
+  std::vector<ColumnGenerator> gens_;
+  int64_t count_;
+  uint64_t seed_;
+  int64_t index_ = 0;
+  std::vector<float> values_;
+};
+
+}  // namespace
+
+// Factories -------------------------------------------------------------------------------------
+
+std::shared_ptr<const dataflow::OperatorDef> text_source(TextSourceOptions o) {
+  require_file(o.path);
+  Schema schema{{o.column, DType::kString, {}}};
+  if (!o.index_column.empty()) schema.push_back({o.index_column, DType::kInt64, {}});
+  auto path = o.path;
+  bool with_index = !o.index_column.empty();
+  return std::make_shared<SourceDef>(
+      "text_source", schema, o.source,
+      [path, with_index](const dataflow::InstanceInfo&) { return std::make_unique<TextReader>(path, with_index); },
+      "path=" + o.path.string());
+}
+
+std::shared_ptr<const dataflow::OperatorDef> csv_source(CsvSourceOptions o) {
+  require_file(o.path);
+  Schema fields = o.columns;
+  if (fields.empty()) {
+    if (!o.header) throw ConfigError("a CSV source without a header line needs its columns listed");
+    FileReader f(o.path);
+    std::string line;
+    if (!f.read_line(line)) throw IoError(o.path.string() + ": empty file, a header line was expected", ExitCode::kConfig);
+    std::vector<std::string> names;
+    if (!split_csv(line, o.delimiter, names)) throw ConfigError(o.path.string() + ": bad header line");
+    for (auto& n : names) fields.push_back({std::string(trim(n)), o.default_dtype, {}});
+  }
+  for (const ColumnSpec& f : fields) {
+    if (!f.record_shape.empty()) throw ConfigError("CSV column \"" + f.name + "\" cannot have a shape");
+  }
+  std::vector<int> keep;
+  Schema schema;
+  if (o.select.empty()) {
+    for (size_t i = 0; i < fields.size(); ++i) keep.push_back(static_cast<int>(i));
+    schema = fields;
+  } else {
+    for (const std::string& name : o.select) {
+      auto it = std::find_if(fields.begin(), fields.end(), [&](const ColumnSpec& f) { return f.name == name; });
+      if (it == fields.end()) {
+        throw ConfigError("select names column \"" + name + "\", which " + o.path.filename().string() +
+                          " does not have (columns: " + dataflow::schema_to_string(fields) + ")");
+      }
+      keep.push_back(static_cast<int>(it - fields.begin()));
+      schema.push_back(*it);
+    }
+  }
+  size_t nfields = fields.size();
+  std::string params = "path=" + o.path.string() + " columns={" + dataflow::schema_to_string(schema) + "}";
+  return std::make_shared<SourceDef>(
+      "csv_source", schema, o.source,
+      [o, keep, nfields](const dataflow::InstanceInfo&) { return std::make_unique<CsvReader>(o, keep, nfields); },
+      params);
+}
+
+std::shared_ptr<const dataflow::OperatorDef> binary_source(BinarySourceOptions o) {
+  require_file(o.path);
+  if (o.fields.empty()) throw ConfigError("a binary source needs at least one field");
+  int64_t sum = 0;
+  for (const ColumnSpec& f : o.fields) {
+    if (f.dtype == DType::kString) throw ConfigError("binary field \"" + f.name + "\" cannot be a string");
+    sum += static_cast<int64_t>(field_elements(f) * dtype_size(f.dtype));
+  }
+  if (o.record_bytes == 0) o.record_bytes = sum;
+  if (o.record_bytes < sum) {
+    throw ConfigError("record_bytes " + std::to_string(o.record_bytes) + " is smaller than the " +
+                      std::to_string(sum) + " bytes of the fields");
+  }
+  if (o.header_bytes < 0) throw ConfigError("header_bytes must not be negative");
+  std::string params = "path=" + o.path.string() + " record_bytes=" + std::to_string(o.record_bytes);
+  return std::make_shared<SourceDef>(
+      "binary_source", o.fields, o.source,
+      [o](const dataflow::InstanceInfo&) { return std::make_unique<BinaryReader>(o); }, params);
+}
+
+std::shared_ptr<const dataflow::OperatorDef> generator_source(GeneratorSourceOptions o) {
+  if (o.columns.empty()) throw ConfigError("a generator needs at least one column");
+  if (o.count < 0) throw ConfigError("count must not be negative (0: endless)");
+  std::vector<ColumnGenerator> gens;
+  Schema schema;
+  for (const GeneratorColumn& c : o.columns) {
+    gens.push_back(parse_generator(c));
+    schema.push_back(gens.back().spec);
+  }
+  std::string params = "count=" + (o.count ? std::to_string(o.count) : std::string("endless")) +
+                       " seed=" + std::to_string(o.seed) + " columns={" + dataflow::schema_to_string(schema) + "}";
+  return std::make_shared<SourceDef>(
+      "generator", schema, o.source,
+      [gens, o](const dataflow::InstanceInfo&) { return std::make_unique<GeneratorReader>(gens, o.count, o.seed); },
+      params);
+}
+
+}  // namespace tensair::ops
