@@ -20,17 +20,21 @@ function(tensair_library name)
 endfunction()
 
 # tensair_add_test(NAME SOURCES ... DEPS ... [RANKS 1 2 3] [LABELS ...] [TIMEOUT s])
-# Without RANKS: one ctest case running the binary. With RANKS: one case per rank count,
-# named NAME.np<N>, run under mpirun -np N (the same test body at several rank counts).
+# Always one ctest case NAME running the binary in-process (tests that take rank counts run
+# them as LocalCluster ranks). With RANKS, also one case per rank count, NAME.np<N>, running
+# the same binary under mpirun -np N: the same test bodies over real MPI.
 function(tensair_add_test name)
   cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;RANKS;LABELS;ARGS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
-  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock)
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} tensair_testing GTest::gtest GTest::gmock)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
+  add_test(NAME ${name} COMMAND $<TARGET_FILE:${name}> ${ARG_ARGS})
+  set_tests_properties(${name} PROPERTIES
+    TIMEOUT ${ARG_TIMEOUT} LABELS "unit;${ARG_LABELS}" ENVIRONMENT "${TENSAIR_TEST_ENV}")
   if(ARG_RANKS)
     foreach(n IN LISTS ARG_RANKS)
       add_test(NAME ${name}.np${n}
@@ -39,9 +43,5 @@ function(tensair_add_test name)
         TIMEOUT ${ARG_TIMEOUT} LABELS "mpi;${ARG_LABELS}" ENVIRONMENT "${TENSAIR_TEST_ENV}"
         PROCESSORS ${n})
     endforeach()
-  else()
-    add_test(NAME ${name} COMMAND $<TARGET_FILE:${name}> ${ARG_ARGS})
-    set_tests_properties(${name} PROPERTIES
-      TIMEOUT ${ARG_TIMEOUT} LABELS "unit;${ARG_LABELS}" ENVIRONMENT "${TENSAIR_TEST_ENV}")
   endif()
 endfunction()

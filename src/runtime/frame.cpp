@@ -94,8 +94,8 @@ void validate_header(const FrameHeader& h, int from_rank, size_t max_frame_bytes
          std::to_string(h.payload_bytes));
   }
   if (h.payload_bytes + kFrameHeaderBytes > max_frame_bytes) {
-    fail("payload of " + std::to_string(h.payload_bytes) + " bytes exceeds the limit of " +
-         std::to_string(max_frame_bytes) + " bytes");
+    fail("frame of " + std::to_string(h.payload_bytes + kFrameHeaderBytes) +
+         " bytes exceeds the limit of " + std::to_string(max_frame_bytes) + " bytes");
   }
   if (static_cast<int>(h.src_rank) != from_rank) {
     fail("header claims source rank " + std::to_string(h.src_rank));

@@ -85,6 +85,19 @@ class LocalTransport final : public Transport {
     hub_->cv.notify_all();
   }
 
+  void send_raw(int dst, std::vector<std::byte> bytes) override {
+    {
+      std::lock_guard lock(hub_->mu);
+      LocalCluster::Hub::Raw raw;
+      raw.src = rank_;
+      raw.bytes = std::move(bytes);
+      raw.raw = true;
+      hub_->queues.at(static_cast<size_t>(dst)).push_back(std::move(raw));
+      hub_->in_flight++;
+    }
+    hub_->cv.notify_all();
+  }
+
   void shutdown() override {
     {
       std::unique_lock lock(hub_->mu);
@@ -175,18 +188,5 @@ LocalCluster::~LocalCluster() { hub_->transports.clear(); }
 int LocalCluster::world_size() const { return hub_->world; }
 
 Transport& LocalCluster::transport(int rank) { return *hub_->transports.at(static_cast<size_t>(rank)); }
-
-void LocalCluster::inject_raw(int src_rank, int dst_rank, std::vector<std::byte> bytes) {
-  {
-    std::lock_guard lock(hub_->mu);
-    Hub::Raw raw;
-    raw.src = src_rank;
-    raw.bytes = std::move(bytes);
-    raw.raw = true;
-    hub_->queues.at(static_cast<size_t>(dst_rank)).push_back(std::move(raw));
-    hub_->in_flight++;
-  }
-  hub_->cv.notify_all();
-}
 
 }  // namespace tensair::runtime

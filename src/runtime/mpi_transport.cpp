@@ -150,7 +150,18 @@ class MpiTransport final : public Transport {
     {
       std::lock_guard lock(mu_);
       TENSAIR_ASSERT(!shutdown_requested_, "send() after shutdown()");
-      queue_.push_back({dst, std::move(frame)});
+      queue_.push_back({dst, std::move(frame), nullptr});
+    }
+    cv_.notify_all();
+  }
+
+  void send_raw(int dst, std::vector<std::byte> bytes) override {
+    TENSAIR_ASSERT(dst >= 0 && dst < world_, "send_raw to a rank outside the job");
+    {
+      std::lock_guard lock(mu_);
+      Queued q{dst, OutFrame{}, nullptr};
+      q.raw = std::make_shared<std::vector<std::byte>>(std::move(bytes));
+      queue_.push_back(std::move(q));
     }
     cv_.notify_all();
   }
@@ -175,6 +186,7 @@ class MpiTransport final : public Transport {
   struct Queued {
     int dst;
     OutFrame frame;
+    std::shared_ptr<std::vector<std::byte>> raw;  // send_raw(): bytes sent as they are
   };
 
   // A frame being sent: its requests and the memory they read.
@@ -228,7 +240,11 @@ class MpiTransport final : public Transport {
         shutdown_requested = shutdown_requested_;
       }
       for (Queued& q : batch) {
-        post(q.dst, std::move(q.frame));
+        if (q.raw) {
+          post_raw(q.dst, std::move(q.raw));
+        } else {
+          post(q.dst, std::move(q.frame));
+        }
         work = true;
       }
       batch.clear();
@@ -252,7 +268,8 @@ class MpiTransport final : public Transport {
       if (world_ == 1) {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [this] {
-          return stop_now_ || !queue_.empty() || shutdown_requested_ || !loopback_.empty();
+          return stop_now_ || !queue_.empty() || shutdown_requested_ || !loopback_.empty() ||
+                 !loopback_raw_.empty();
         });
         continue;
       }
@@ -307,6 +324,20 @@ class MpiTransport final : public Transport {
     for (const Segment& s : frame.parts) {
       if (s.size > 0) isend(s.data, s.size, dst, kPartTag, id);
     }
+  }
+
+  void post_raw(int dst, std::shared_ptr<std::vector<std::byte>> bytes) {
+    if (dst == rank_) {
+      std::lock_guard lock(mu_);
+      loopback_raw_.push_back(std::move(bytes));
+      return;
+    }
+    sent_to_[static_cast<size_t>(dst)]++;
+    SendSlot slot;
+    slot.remaining = 1;
+    slot.keepalive = bytes;
+    uint32_t id = add_slot(std::move(slot));
+    isend(bytes->data(), bytes->size(), dst, kFrameTag, id);
   }
 
   uint32_t add_slot(SendSlot slot) {
@@ -518,10 +549,26 @@ class MpiTransport final : public Transport {
 
   bool deliver_loopback() {
     std::deque<InFrame> frames;
+    std::deque<std::shared_ptr<std::vector<std::byte>>> raw;
     {
       std::lock_guard lock(mu_);
-      if (loopback_.empty()) return false;
+      if (loopback_.empty() && loopback_raw_.empty()) return false;
       frames.swap(loopback_);
+      raw.swap(loopback_raw_);
+    }
+    for (auto& bytes : raw) {
+      // Raw test bytes to ourselves get the validation any received frame gets.
+      try {
+        InFrame f;
+        f.size = bytes->size();
+        f.buffer = allocate_aligned(f.size);
+        if (f.size) std::memcpy(f.buffer.get(), bytes->data(), f.size);
+        f.header = read_packed_header(f.buffer.get(), f.size, rank_, options_.max_frame_bytes);
+        f.src_rank = rank_;
+        frames.push_back(std::move(f));
+      } catch (const TransportError& e) {
+        report_error(e.what());
+      }
     }
     for (InFrame& f : frames) {
       frames_received_.fetch_add(1, std::memory_order_relaxed);
@@ -537,7 +584,7 @@ class MpiTransport final : public Transport {
   bool advance_shutdown() {
     {
       std::lock_guard lock(mu_);
-      if (!queue_.empty() || !loopback_.empty()) return false;
+      if (!queue_.empty() || !loopback_.empty() || !loopback_raw_.empty()) return false;
     }
     if (world_ == 1) return true;
     if (!alltoall_posted_) {
@@ -583,6 +630,7 @@ class MpiTransport final : public Transport {
   std::condition_variable cv_;
   std::vector<Queued> queue_;    // guarded by mu_
   std::deque<InFrame> loopback_;  // guarded by mu_
+  std::deque<std::shared_ptr<std::vector<std::byte>>> loopback_raw_;  // guarded by mu_
   bool shutdown_requested_ = false;  // guarded by mu_
   bool stop_now_ = false;            // guarded by mu_
   bool loop_done_ = false;           // guarded by mu_

@@ -52,6 +52,10 @@ class Transport {
   // the handler like any other, without MPI). Never blocks on the receiver.
   virtual void send(int dst_rank, OutFrame frame) = 0;
 
+  // Test hook: sends `bytes` to `dst_rank` as one frame message, exactly as given (no framing,
+  // no checksum), so tests can check that receivers reject what fails validation.
+  virtual void send_raw(int dst_rank, std::vector<std::byte> bytes) = 0;
+
   // Collective end of communication; see the file comment.
   virtual void shutdown() = 0;
 
@@ -92,10 +96,6 @@ class LocalCluster {
 
   int world_size() const;
   Transport& transport(int rank);
-
-  // Test hook: delivers raw bytes to `dst_rank` as if rank `src_rank` had sent them on the
-  // wire; they go through the same validation as any frame.
-  void inject_raw(int src_rank, int dst_rank, std::vector<std::byte> bytes);
 
   struct Hub;  // shared state of the cluster (local_transport.cpp)
 

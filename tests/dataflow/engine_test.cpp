@@ -1,0 +1,346 @@
+// The engine's guarantees, checked by counts and checksums at 1, 2 and 3 ranks: in-process
+// (LocalCluster) in a plain test run, and over MPI when ctest starts this binary under mpirun.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "tensair/dataflow/batch_codec.hpp"
+#include "tensair/ops/collect.hpp"
+#include "testing/harness.hpp"
+#include "testing/lambda_op.hpp"
+
+namespace tensair {
+namespace {
+
+using dataflow::Batch;
+using dataflow::BatchPtr;
+using dataflow::ColumnBuilder;
+using dataflow::Context;
+using dataflow::DType;
+using dataflow::Graph;
+using dataflow::InstanceInfo;
+using dataflow::Operator;
+using dataflow::Placement;
+using dataflow::Routing;
+using dataflow::SourceState;
+using testing::lambda_op;
+using testing::LambdaSpec;
+
+// This process runs rank 0 (always in-process; under mpirun only on rank 0).
+bool hosts_rank0() { return !testing::under_mpi() || testing::mpi_transport().rank() == 0; }
+
+// Emits `batches` batches of `rows` rows: src = instance index, seq = 0, 1, 2, ... per instance.
+std::shared_ptr<const dataflow::OperatorDef> sequence_source(int64_t batches, int64_t rows) {
+  struct Source final : Operator {
+    Source(int src, int64_t b, int64_t r) : src(src), batches(b), rows(r) {}
+    SourceState produce(Context& ctx) override {
+      std::vector<int64_t> s(static_cast<size_t>(rows), src), q(static_cast<size_t>(rows));
+      for (auto& v : q) v = next++;
+      ctx.emit(0, testing::int64_batch({{"src", s}, {"seq", q}}));
+      return ++emitted == batches ? SourceState::kDone : SourceState::kMore;
+    }
+    int src;
+    int64_t batches, rows, emitted = 0, next = 0;
+  };
+  return lambda_op({"sequence", {}, {{"out"}}, [=](const InstanceInfo& info) {
+                      return std::make_unique<Source>(info.instance, batches, rows);
+                    }});
+}
+
+// Checks that every source's seq arrives in increasing order, optionally sleeping per batch to
+// be a slow consumer; forwards its rows on "out" and one summary row on "summary" at the end.
+std::shared_ptr<const dataflow::OperatorDef> fifo_checker(std::chrono::microseconds delay) {
+  struct Checker final : Operator {
+    explicit Checker(std::chrono::microseconds d) : delay(d) {}
+    void process(int, const BatchPtr& b, Context& ctx) override {
+      if (delay.count()) std::this_thread::sleep_for(delay);
+      auto src = b->column("src").values<int64_t>();
+      auto seq = b->column("seq").values<int64_t>();
+      for (size_t i = 0; i < src.size(); ++i) {
+        auto [it, fresh] = last.emplace(src[i], seq[i]);
+        if (!fresh) {
+          if (seq[i] <= it->second) violations++;
+          it->second = seq[i];
+        }
+      }
+      received += b->rows();
+      ctx.emit(0, b);
+    }
+    void on_finish(Context& ctx) override {
+      ctx.emit(1, testing::int64_batch({{"received", {received}}, {"violations", {violations}}}));
+    }
+    std::chrono::microseconds delay;
+    std::map<int64_t, int64_t> last;
+    int64_t received = 0, violations = 0;
+  };
+  return lambda_op({"fifo_checker", {{"in"}}, {{"out"}, {"summary"}},
+                    [=](const InstanceInfo&) { return std::make_unique<Checker>(delay); }});
+}
+
+class EngineTest : public ::testing::TestWithParam<std::string> {};
+
+// Per-edge FIFO, no loss and no duplicate under back-pressure from a slow consumer, and the
+// bytes queued per channel never above the credit.
+TEST_P(EngineTest, FifoNoLossNoDuplicateUnderBackPressure) {
+  const std::string routing = GetParam();
+  const int64_t kBatches = 200, kRows = 64;
+  const size_t kCredit = 8 * 1024;  // ~10 batches of 768 bytes in flight per channel
+  for (int ranks : testing::rank_counts()) {
+    auto rows = std::make_shared<ops::Collection>();
+    auto summary = std::make_shared<ops::Collection>();
+    auto outcomes = testing::run_graph(ranks, [&](Graph& g, int, int) {
+      g.add("source", sequence_source(kBatches, kRows));
+      g.add("check", fifo_checker(std::chrono::microseconds(300)));
+      g.add("rows", ops::collect(rows), Placement::on(0));
+      g.add("summary", ops::collect(summary), Placement::on(0));
+      g.connect("source", "check", routing == "key_hash" ? Routing::key_hash("seq") : Routing::round_robin(), kCredit);
+      g.connect("check.out", "rows", Routing::to_rank(0));
+      g.connect("check.summary", "summary", Routing::to_rank(0));
+    });
+    for (const auto& o : outcomes) {
+      ASSERT_FALSE(o.error) << "rank " << o.rank << ": " << *o.error;
+      for (const auto& s : o.stats) {
+        if (s.name == "check") {
+          EXPECT_LE(s.queued_bytes_peak, kCredit) << "ranks " << ranks << " rank " << o.rank;
+          EXPECT_GT(s.queued_bytes_peak, 0u);
+        }
+        // The consumer is slower than the source: the source must have waited for credit.
+        if (s.name == "source") {
+          EXPECT_GT(s.credit_waits, 0u) << "ranks " << ranks;
+        }
+      }
+    }
+    if (!hosts_rank0()) continue;
+    Batch all = rows->rows();
+    ASSERT_EQ(all.rows(), ranks * kBatches * kRows) << "ranks " << ranks;
+    std::set<std::pair<int64_t, int64_t>> seen;
+    for (int64_t r = 0; r < all.rows(); ++r) {
+      seen.emplace(all.column("src").at<int64_t>(r), all.column("seq").at<int64_t>(r));
+    }
+    EXPECT_EQ(static_cast<int64_t>(seen.size()), all.rows()) << "duplicates, ranks " << ranks;
+    EXPECT_EQ(seen.begin()->second, 0);
+    EXPECT_EQ(seen.rbegin()->first, ranks - 1);
+    EXPECT_EQ(seen.rbegin()->second, kBatches * kRows - 1);
+    Batch s = summary->rows();
+    int64_t received = 0, violations = 0;
+    for (int64_t r = 0; r < s.rows(); ++r) {
+      received += s.column("received").at<int64_t>(r);
+      violations += s.column("violations").at<int64_t>(r);
+    }
+    EXPECT_EQ(received, ranks * kBatches * kRows);
+    EXPECT_EQ(violations, 0) << "out-of-order rows, ranks " << ranks;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Routings, EngineTest, ::testing::Values("round_robin", "key_hash"));
+
+uint8_t pattern_byte(size_t i) { return static_cast<uint8_t>((i * 131 + 7) ^ (i >> 13)); }
+
+// One record with a 64 MiB column crosses from rank 0 to the last rank intact (a message far
+// larger than the channel's credit, so it also proves oversize messages pass alone).
+TEST(EngineLargeMessage, SixtyFourMiBArrivesIntact) {
+  const size_t kBytes = size_t{64} << 20;
+  for (int ranks : testing::rank_counts()) {
+    auto got = std::make_shared<ops::Collection>();
+    auto outcomes = testing::run_graph(ranks, [&](Graph& g, int, int world) {
+      struct Big final : Operator {
+        SourceState produce(Context& ctx) override {
+          std::vector<uint8_t> bytes(kBytes);
+          for (size_t i = 0; i < kBytes; ++i) bytes[i] = pattern_byte(i);
+          ColumnBuilder b({"blob", DType::kUInt8, {static_cast<int64_t>(kBytes)}});
+          b.append_values(bytes.data(), bytes.size());
+          ColumnBuilder name({"name", DType::kString, {}});
+          name.append_string("sixty-four");
+          ctx.emit(0, Batch({b.finish(), name.finish()}));
+          return SourceState::kDone;
+        }
+      };
+      struct Check final : Operator {
+        void process(int, const BatchPtr& b, Context& ctx) override {
+          auto v = b->column("blob").values<uint8_t>();
+          uLong crc = crc32(0L, v.data(), static_cast<uInt>(v.size()));
+          ctx.emit(0, testing::int64_batch({{"bytes", {static_cast<int64_t>(v.size())}},
+                                            {"crc", {static_cast<int64_t>(crc)}},
+                                            {"name_ok", {b->column("name").str(0) == "sixty-four"}}}));
+        }
+      };
+      g.add("big", lambda_op({"big", {}, {{"out"}}, [](const InstanceInfo&) { return std::make_unique<Big>(); }}),
+            Placement::on(0));
+      g.add("check", lambda_op({"check", {{"in"}}, {{"out"}}, [](const InstanceInfo&) { return std::make_unique<Check>(); }}),
+            Placement::on(world - 1));
+      g.add("result", ops::collect(got), Placement::on(0));
+      g.connect("big", "check", Routing::to_rank(world - 1));
+      g.connect("check", "result", Routing::to_rank(0));
+    });
+    for (const auto& o : outcomes) ASSERT_FALSE(o.error) << *o.error;
+    if (!hosts_rank0()) continue;
+    std::vector<uint8_t> expect(kBytes);
+    for (size_t i = 0; i < kBytes; ++i) expect[i] = pattern_byte(i);
+    Batch r = got->rows();
+    ASSERT_EQ(r.rows(), 1);
+    EXPECT_EQ(r.column("bytes").at<int64_t>(0), static_cast<int64_t>(kBytes));
+    EXPECT_EQ(r.column("crc").at<int64_t>(0),
+              static_cast<int64_t>(crc32(0L, expect.data(), static_cast<uInt>(kBytes))));
+    EXPECT_EQ(r.column("name_ok").at<int64_t>(0), 1);
+  }
+}
+
+// A graph with cycles ends by itself with no error: a ring that forwards tokens with a
+// time-to-live, and an all-to-all exchange between instances (the shape of the model's
+// gradient exchange). Every message sent on the cycles is processed exactly once.
+TEST(EngineCycle, GraphWithCyclesTerminates) {
+  const int64_t kTtl = 3;
+  for (int ranks : testing::rank_counts()) {
+    auto counts = std::make_shared<ops::Collection>();
+    auto outcomes = testing::run_graph(ranks, [&](Graph& g, int, int) {
+      struct Seed final : Operator {
+        SourceState produce(Context& ctx) override {
+          ctx.emit(0, testing::int64_batch({{"ttl", {kTtl}}}));
+          return SourceState::kDone;
+        }
+      };
+      // Receives seeds on "in" and tokens on "peers"; forwards tokens with ttl-1 to every other
+      // instance; counts what it processed from the cycle.
+      struct Peer final : Operator {
+        void process(int port, const BatchPtr& b, Context& ctx) override {
+          if (port == 1) processed++;
+          int64_t ttl = b->column("ttl").at<int64_t>(0);
+          if (ttl > 0) ctx.emit(0, testing::int64_batch({{"ttl", {ttl - 1}}}));
+        }
+        void on_finish(Context& ctx) override { ctx.emit(1, testing::int64_batch({{"processed", {processed}}})); }
+        int64_t processed = 0;
+      };
+      g.add("seed", lambda_op({"seed", {}, {{"out"}}, [](const InstanceInfo&) { return std::make_unique<Seed>(); }}));
+      g.add("peer", lambda_op({"peer", {{"in"}, {"peers"}}, {{"out"}, {"count"}},
+                               [](const InstanceInfo&) { return std::make_unique<Peer>(); }}));
+      g.add("counts", ops::collect(counts), Placement::on(0));
+      g.connect("seed", "peer.in", Routing::forward());
+      g.connect("peer.out", "peer.peers", Routing::broadcast(false));
+      g.connect("peer.count", "counts", Routing::to_rank(0));
+    });
+    for (const auto& o : outcomes) ASSERT_FALSE(o.error) << "ranks " << ranks << ": " << *o.error;
+    if (!hosts_rank0()) continue;
+    // Each of the `ranks` seeds spawns (ranks-1)^k messages at hop k = 1..ttl.
+    int64_t expect = 0, fan = 1;
+    for (int64_t k = 1; k <= kTtl; ++k) expect += ranks * (fan *= (ranks - 1));
+    Batch c = counts->rows();
+    ASSERT_EQ(c.rows(), ranks);
+    int64_t processed = 0;
+    for (int64_t r = 0; r < c.rows(); ++r) processed += c.column("processed").at<int64_t>(r);
+    EXPECT_EQ(processed, expect) << "ranks " << ranks;
+  }
+}
+
+// Bytes that are not a valid frame are rejected with an error naming the sender and the
+// failed check; every rank stops, the receiving rank reports it, the others end quietly.
+struct Corruption {
+  std::string name;
+  std::function<std::vector<std::byte>()> bytes;
+  std::string expect;
+};
+
+std::vector<std::byte> valid_data_frame() {
+  runtime::OutFrame f;
+  f.header.kind = 1;  // data
+  f.header.channel = 0;
+  dataflow::encode_batch(dataflow::share(testing::int64_batch({{"x", {1, 2, 3}}})), f);
+  runtime::InFrame packed = runtime::pack_frame(f, 0);
+  return std::vector<std::byte>(packed.buffer.get(), packed.buffer.get() + packed.size);
+}
+
+class CorruptFrameTest : public ::testing::TestWithParam<int> {};
+
+const std::vector<Corruption>& corruptions() {
+  static const std::vector<Corruption> all = {
+      {"bad_magic", [] { auto b = valid_data_frame(); b[0] = std::byte{0x42}; return b; }, "bad magic"},
+      {"bad_checksum", [] { auto b = valid_data_frame(); b[20] ^= std::byte{1}; return b; }, "header checksum mismatch"},
+      {"truncated", [] { auto b = valid_data_frame(); b.resize(b.size() - 8); return b; }, "header says"},
+      {"short", [] { return std::vector<std::byte>(10, std::byte{7}); }, "shorter than the 64-byte header"},
+      {"bad_batch", [] {
+         auto b = valid_data_frame();
+         b[runtime::kFrameHeaderBytes] ^= std::byte{0xff};  // the batch's magic, inside a valid frame
+         return b;
+       }, "invalid batch: bad magic"},
+  };
+  return all;
+}
+
+TEST_P(CorruptFrameTest, RejectedWithAnError) {
+  const Corruption& c = corruptions()[static_cast<size_t>(GetParam())];
+  for (int ranks : testing::rank_counts()) {
+    std::vector<testing::RankOutcome> outcomes;
+    std::mutex mu;
+    testing::run_ranks(ranks, [&](runtime::Transport& t) {
+      const int victim = t.world_size() - 1;
+      if (t.rank() == 0) t.send_raw(victim, c.bytes());
+      Graph g;
+      // A job that would run for a while: the bad frame ends it.
+      g.add("source", sequence_source(1000000, 16), Placement::on(0));
+      g.add("sink", ops::collect(std::make_shared<ops::Collection>()), Placement::on(victim));
+      g.connect("source", "sink", Routing::to_rank(victim));
+      testing::RankOutcome out;
+      out.rank = t.rank();
+      dataflow::Executor ex(g, t);
+      try {
+        ex.run();
+      } catch (const PeerFailure& e) {
+        out.error = std::string("peer: ") + e.what();
+      } catch (const Error& e) {
+        out.error = e.what();
+      }
+      std::lock_guard lock(mu);
+      outcomes.push_back(out);
+    });
+    for (const auto& o : outcomes) {
+      ASSERT_TRUE(o.error) << c.name << ": rank " << o.rank << " finished without error";
+      const bool victim = o.rank == ranks - 1;
+      if (victim) {
+        EXPECT_NE(o.error->find("invalid frame from rank 0"), std::string::npos) << *o.error;
+        EXPECT_NE(o.error->find(c.expect), std::string::npos) << *o.error;
+      } else {
+        EXPECT_EQ(o.error->rfind("peer: stopped because rank " + std::to_string(ranks - 1), 0), 0u) << *o.error;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, CorruptFrameTest, ::testing::Range(0, 5),
+                         [](const auto& info) { return corruptions()[static_cast<size_t>(info.param)].name; });
+
+// An operator's exception ends the job on every rank, with the operator, instance and rank
+// named once.
+TEST(EngineErrors, OperatorExceptionStopsEveryRank) {
+  for (int ranks : testing::rank_counts()) {
+    auto outcomes = testing::run_graph(ranks, [&](Graph& g, int, int world) {
+      struct Boom final : Operator {
+        void process(int, const BatchPtr& b, Context&) override {
+          if (b->column("seq").at<int64_t>(0) >= 640) throw DataError("value out of range");
+        }
+      };
+      g.add("source", sequence_source(100000, 64));
+      g.add("boom", lambda_op({"boom", {{"in"}}, {}, [](const InstanceInfo&) { return std::make_unique<Boom>(); }}),
+            Placement::on(world - 1));
+      g.connect("source", "boom", Routing::to_rank(world - 1));
+    });
+    int reported = 0;
+    for (const auto& o : outcomes) {
+      ASSERT_TRUE(o.error) << "rank " << o.rank;
+      if (o.error->find("stopped because") == std::string::npos) {
+        reported++;
+        EXPECT_NE(o.error->find("operator \"boom\": value out of range"), std::string::npos) << *o.error;
+      }
+      EXPECT_EQ(o.exit_code, 1);
+    }
+    if (!testing::under_mpi()) {
+      EXPECT_EQ(reported, 1);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tensair

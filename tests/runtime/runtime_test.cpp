@@ -1,0 +1,148 @@
+// Frames, credit gates and the in-process transport.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "runtime/credit_gate.hpp"
+#include "tensair/runtime/transport.hpp"
+
+namespace tensair::runtime {
+namespace {
+
+OutFrame frame_with(std::vector<std::byte> meta, const std::vector<std::vector<std::byte>*>& parts) {
+  OutFrame f;
+  f.header.kind = 7;
+  f.header.channel = 3;
+  f.header.seq = 99;
+  f.header.aux = 1234;
+  f.meta = std::move(meta);
+  for (auto* p : parts) f.parts.push_back({p->data(), p->size()});
+  return f;
+}
+
+TEST(FrameTest, PackedLayoutFollowsTheAlignmentRule) {
+  std::vector<std::byte> a(100, std::byte{1}), b(3, std::byte{2});
+  OutFrame f = frame_with(std::vector<std::byte>(10, std::byte{9}), {&a, &b});
+  auto offsets = part_offsets(10, {100, 3});
+  EXPECT_EQ(offsets, (std::vector<size_t>{64, 192}));
+  EXPECT_EQ(f.payload_bytes(), 195u);
+  InFrame in = pack_frame(f, 2);
+  EXPECT_EQ(in.size, 64u + 195u);
+  FrameHeader h = read_packed_header(in.buffer.get(), in.size, 2, 1 << 20);
+  EXPECT_EQ(h.kind, 7);
+  EXPECT_EQ(h.channel, 3u);
+  EXPECT_EQ(h.seq, 99u);
+  EXPECT_EQ(h.aux, 1234u);
+  EXPECT_EQ(h.src_rank, 2u);
+  EXPECT_EQ(in.payload()[64], std::byte{1});
+  EXPECT_EQ(in.payload()[192], std::byte{2});
+  EXPECT_EQ(in.payload()[63], std::byte{0});
+}
+
+std::string header_error(std::vector<std::byte> bytes, int from = 0, size_t max = 1 << 20) {
+  try {
+    read_packed_header(bytes.data(), bytes.size(), from, max);
+  } catch (const TransportError& e) {
+    return e.what();
+  }
+  return "(valid)";
+}
+
+std::vector<std::byte> packed(int src = 0) {
+  std::vector<std::byte> a(40, std::byte{5});
+  InFrame in = pack_frame(frame_with({}, {&a}), src);
+  return std::vector<std::byte>(in.buffer.get(), in.buffer.get() + in.size);
+}
+
+TEST(FrameTest, ValidationNamesSenderAndCheck) {
+  EXPECT_EQ(header_error(packed()), "(valid)");
+  auto b = packed();
+  b[0] = std::byte{0};
+  EXPECT_EQ(header_error(b).rfind("invalid frame from rank 0: bad magic 0x", 0), 0u);
+  b = packed();
+  b[4] = std::byte{2};
+  EXPECT_EQ(header_error(b), "invalid frame from rank 0: unsupported version 2 (this build reads version 1)");
+  b = packed();
+  b[9] ^= std::byte{1};
+  EXPECT_EQ(header_error(b), "invalid frame from rank 0: header checksum mismatch");
+  EXPECT_EQ(header_error(packed(1), 0), "invalid frame from rank 0: header claims source rank 1");
+  b = packed();
+  b.push_back(std::byte{0});
+  EXPECT_EQ(header_error(b), "invalid frame from rank 0: header says 104 bytes, received 105");
+  EXPECT_EQ(header_error(packed(), 0, 100),
+            "invalid frame from rank 0: frame of 104 bytes exceeds the limit of 100 bytes");
+  EXPECT_EQ(header_error(std::vector<std::byte>(3)), "invalid frame from rank 0: 3 bytes is shorter than the 64-byte header");
+}
+
+TEST(CreditGateTest, BlocksBeyondTheWindowAndLetsAnOversizedMessageThroughAlone) {
+  CreditGate gate(100);
+  EXPECT_EQ(gate.acquire(60).count(), 0);
+  EXPECT_EQ(gate.acquire(40).count(), 0);
+  std::atomic<bool> passed{false};
+  std::thread t([&] {
+    gate.acquire(10);
+    passed = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(passed.load());
+  gate.release(60);
+  t.join();
+  EXPECT_TRUE(passed.load());
+  EXPECT_EQ(gate.in_flight(), 50u);
+  gate.release(50);
+  EXPECT_EQ(gate.acquire(1000).count(), 0);  // larger than the window, nothing in flight
+  EXPECT_EQ(gate.in_flight(), 1000u);
+}
+
+TEST(CreditGateTest, CancelWakesWaiters) {
+  CreditGate gate(10);
+  gate.acquire(10);
+  std::thread t([&] { EXPECT_THROW(gate.acquire(5), Cancelled); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  gate.cancel();
+  t.join();
+}
+
+TEST(LocalClusterTest, DeliversInOrderAndShutsDownCollectively) {
+  for (int world : {1, 2, 3}) {
+    LocalCluster cluster(world);
+    std::vector<std::vector<uint64_t>> got(static_cast<size_t>(world));
+    std::vector<std::thread> threads;
+    for (int r = 0; r < world; ++r) {
+      threads.emplace_back([&, r] {
+        Transport& t = cluster.transport(r);
+        t.start([&, r](InFrame&& f) { got[static_cast<size_t>(r)].push_back(f.header.seq * 10 + static_cast<uint64_t>(f.src_rank)); },
+                [](const std::string& m) { ADD_FAILURE() << m; });
+        for (int i = 0; i < 100; ++i) {
+          for (int dst = 0; dst < world; ++dst) {
+            OutFrame f;
+            f.header.seq = static_cast<uint64_t>(i);
+            t.send(dst, std::move(f));
+          }
+        }
+        t.shutdown();
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int r = 0; r < world; ++r) {
+      const auto& g = got[static_cast<size_t>(r)];
+      ASSERT_EQ(g.size(), static_cast<size_t>(100 * world));
+      std::vector<uint64_t> last(static_cast<size_t>(world), 0);
+      std::vector<bool> seen(static_cast<size_t>(world), false);
+      for (uint64_t v : g) {
+        size_t src = v % 10;
+        uint64_t seq = v / 10;
+        if (seen[src]) {
+          EXPECT_EQ(seq, last[src] + 1);
+        }
+        seen[src] = true;
+        last[src] = seq;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tensair::runtime
