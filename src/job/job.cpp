@@ -113,7 +113,7 @@ dataflow::Routing parse_routing(const Params& p) {
   if (r == "broadcast_others") return dataflow::Routing::broadcast(false);
   if (r == "key_hash" || arg("key_hash")) {
     std::string key = arg("key_hash") ? *arg("key_hash") : p.str("key", "");
-    if (key.empty()) p.fail("key", "key_hash routing needs the key column: key = \"<column>\"");
+    if (key.empty()) p.fail("routing", "key_hash routing needs the key column: key = \"<column>\"");
     return dataflow::Routing::key_hash(key);
   }
   if (r == "to_rank" || arg("to_rank")) {

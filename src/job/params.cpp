@@ -36,8 +36,8 @@ std::string Params::where(const std::string& key) const {
   s = ctx_.file.string();
   if (n && n->source().begin.line > 0) s += ":" + std::to_string(n->source().begin.line);
   s += ": [" + section_ + "]";
-  if (!key.empty()) s += " key \"" + key + "\"";
-  return s + ": ";
+  if (key.empty()) return s + " ";
+  return s + " key \"" + key + "\": ";
 }
 
 void Params::fail(const std::string& key, const std::string& message) const {

@@ -53,7 +53,8 @@ class Params {
   // A sub-table as Params (marks the key used); nullopt when absent. Throws if not a table.
   std::optional<Params> table(const std::string& key) const;
 
-  // "file:line: [section] key \"k\": " prefix for messages about `key` (or the section).
+  // Prefix for messages: "file:line: [section] key \"k\": " about a key, "file:line: [section] "
+  // about the section, "--set section.key: " for a key given on the command line.
   std::string where(const std::string& key = "") const;
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
 

@@ -326,9 +326,10 @@ class CsvReader final : public RecordReader {
       ColumnBuilder& col = scratch_->column(k);
       const std::string& text = fields_[static_cast<size_t>(keep_fields_[k])];
       if (!append_parsed(col, text)) {
-        scratch_ = std::make_unique<BatchBuilder>(out_schema(out));
-        dead("column \"" + col.spec().name + "\": cannot read \"" + clip(text) + "\" as " +
-             std::string(dtype_name(col.spec().dtype)));
+        std::string why = "column \"" + col.spec().name + "\": cannot read \"" + clip(text) + "\" as " +
+                          std::string(dtype_name(col.spec().dtype));
+        scratch_ = std::make_unique<BatchBuilder>(out_schema(out));  // drops the partial row (and `col`)
+        dead(why);
         return true;
       }
     }

@@ -45,4 +45,20 @@ inline dataflow::Batch int64_batch(const std::vector<std::pair<std::string, std:
   return dataflow::Batch(std::move(out));
 }
 
+// A source that emits `batch` once (per instance).
+inline std::shared_ptr<const dataflow::OperatorDef> source_of(dataflow::Batch batch) {
+  struct Once final : dataflow::Operator {
+    explicit Once(dataflow::Batch b) : b(std::move(b)) {}
+    dataflow::SourceState produce(dataflow::Context& ctx) override {
+      ctx.emit(0, b);
+      return dataflow::SourceState::kDone;
+    }
+    dataflow::Batch b;
+  };
+  dataflow::Schema schema = batch.schema();
+  return lambda_op({"source_of", {}, {{"out", schema}}, [batch](const dataflow::InstanceInfo&) {
+                      return std::make_unique<Once>(batch);
+                    }});
+}
+
 }  // namespace tensair::testing

@@ -1,0 +1,191 @@
+// Job files: what they build, and the one-line errors for every kind of mistake.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tensair/job/job.hpp"
+
+namespace tensair::job {
+namespace {
+
+namespace fs = std::filesystem;
+
+class JobTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("tensair_job_test_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / "words.txt") << "a b\nc\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path write(const std::string& text) {
+    fs::path p = dir_ / "job.toml";
+    std::ofstream(p) << text;
+    return p;
+  }
+  Job load(const std::string& text, std::vector<std::string> overrides = {}) {
+    LoadOptions o;
+    o.overrides = std::move(overrides);
+    o.out_dir = dir_ / "out";
+    return load_job(write(text), o);
+  }
+  std::string error(const std::string& text, std::vector<std::string> overrides = {}) {
+    try {
+      Job j = load(text, std::move(overrides));
+      j.graph.validate(2);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.exit_code(), ExitCode::kConfig) << e.what();
+      std::string m = e.what();
+      // Paths vary per run; report them relative to the test folder.
+      for (size_t at; (at = m.find(dir_.string())) != std::string::npos;) m.replace(at, dir_.string().size(), "DIR");
+      return m;
+    }
+    return "(valid)";
+  }
+
+  fs::path dir_;
+};
+
+const char* kPipeline = R"([job]
+name = "t"
+
+[source]
+type = "text_source"
+path = "words.txt"
+placement = 0
+
+[split]
+type = "tokenize"
+from = "source"
+pattern = "[a-z]+"
+
+[sink]
+type = "csv_sink"
+from = "split"
+routing = "to_rank"
+rank = 0
+placement = 0
+path = "words.csv"
+)";
+
+TEST_F(JobTest, BuildsTheGraph) {
+  Job j = load(kPipeline);
+  EXPECT_EQ(j.name, "t");
+  ASSERT_EQ(j.graph.operators().size(), 3u);
+  EXPECT_EQ(j.graph.operators()[0].name, "source");  // file order
+  EXPECT_EQ(j.graph.operators()[0].placement.to_string(), "rank 0");
+  ASSERT_EQ(j.graph.edges().size(), 2u);
+  EXPECT_EQ(j.graph.edges()[1].routing.to_string(), "to_rank(0)");
+  EXPECT_NO_THROW(j.graph.validate(2));
+  std::string d = j.graph.describe(2);
+  EXPECT_NE(d.find("path=" + (dir_ / "words.txt").string()), std::string::npos) << d;
+  EXPECT_NE(d.find("path=" + (dir_ / "out" / "words.csv").string()), std::string::npos) << d;
+}
+
+TEST_F(JobTest, OverridesSetValuesOfEveryType) {
+  Job j = load(kPipeline, {"split.lowercase=false", "job.name=other", "source.batch_size=7",
+                           "source.placement=[1]", "split.pattern=[a-c]+"});
+  EXPECT_EQ(j.name, "other");
+  EXPECT_EQ(j.graph.operators()[0].placement.to_string(), "rank 1");
+  std::string d = j.graph.describe(2);
+  EXPECT_NE(d.find("batch_size=7"), std::string::npos) << d;
+  EXPECT_NE(d.find("pattern=[a-c]+ lowercase=false"), std::string::npos) << d;
+}
+
+TEST_F(JobTest, OverriddenInputPathsAreRelativeToTheWorkingDirectory) {
+  fs::path old = fs::current_path();
+  fs::create_directories(dir_ / "cwd");
+  std::ofstream(dir_ / "cwd" / "other.txt") << "x\n";
+  fs::current_path(dir_ / "cwd");
+  Job j = load(kPipeline, {"source.path=other.txt"});
+  fs::current_path(old);
+  EXPECT_NE(j.graph.describe(1).find("path=" + (dir_ / "cwd" / "other.txt").string()), std::string::npos);
+}
+
+TEST_F(JobTest, MalformedTomlNamesLineAndColumn) {
+  EXPECT_EQ(error("[job]\nname = \"x\n"), "DIR/job.toml:2:10: Error while parsing string: unescaped control characters other than TAB (U+0009) are explicitly prohibited");
+}
+
+TEST_F(JobTest, UnknownKeysAreErrorsWithTheirLine) {
+  std::string bad = kPipeline;
+  bad.replace(bad.find("pattern"), 7, "patern");
+  EXPECT_EQ(error(bad), "DIR/job.toml:12: [split] unknown key \"patern\"");
+  EXPECT_EQ(error(kPipeline, {"split.patern=x"}), "--set split.patern: unknown key \"patern\" in [split]");
+  EXPECT_EQ(error("[job]\nnam = 1\n[a]\ntype=\"generator\"\ncolumns={x=\"sequence\"}\n"),
+            "DIR/job.toml:2: [job] unknown key \"nam\"");
+}
+
+TEST_F(JobTest, UnknownOperatorTypeSuggestsTheClosest) {
+  std::string bad = kPipeline;
+  bad.replace(bad.find("\"tokenize\""), 10, "\"tokenise\"");
+  std::string e = error(bad);
+  EXPECT_EQ(e.rfind("DIR/job.toml:10: [split] key \"type\": unknown operator type \"tokenise\" (did you mean \"tokenize\"?); known: ", 0), 0u) << e;
+}
+
+TEST_F(JobTest, WrongTypesAndRangesNameTheKey) {
+  EXPECT_EQ(error(kPipeline, {"source.batch_size=abc"}), "--set source.batch_size: expected an integer, got a string");
+  EXPECT_EQ(error(kPipeline, {"source.batch_size=0"}), "--set source.batch_size: must be at least 1, got 0");
+  std::string bad = kPipeline;
+  bad.replace(bad.find("placement = 0"), 13, "placement = \"rank0\"");
+  EXPECT_EQ(error(bad), "DIR/job.toml:7: [source] key \"placement\": expected \"all\", a rank, or a list of ranks, got \"rank0\"");
+}
+
+TEST_F(JobTest, MissingInputFileAndMissingKeys) {
+  EXPECT_EQ(error(kPipeline, {"source.path=/no/such/file.txt"}), "input file /no/such/file.txt does not exist");
+  EXPECT_EQ(error("[a]\ntype = \"text_source\"\n"), "DIR/job.toml:1: [a] missing key \"path\"");
+  EXPECT_EQ(error("[a]\npath = \"x\"\n"), "DIR/job.toml:1: [a] missing key \"type\" (the operator type, e.g. type = \"text_source\")");
+}
+
+TEST_F(JobTest, EdgeMistakes) {
+  std::string bad = kPipeline;
+  bad.replace(bad.find("from = \"source\""), 15, "from = \"sourc\"");
+  EXPECT_EQ(error(bad), "DIR/job.toml:11: [split] key \"from\": unknown operator \"sourc\"");
+  EXPECT_EQ(error(kPipeline, {"split.routing=hash"}),
+            "--set split.routing: unknown routing \"hash\" (known: round_robin, forward, key_hash, broadcast, "
+            "broadcast_others, to_rank)");
+  EXPECT_EQ(error(kPipeline, {"split.routing=key_hash"}),
+            "--set split.routing: key_hash routing needs the key column: key = \"<column>\"");
+  EXPECT_EQ(error(kPipeline, {"split.routing=key_hash(nope)"}),
+            "edge source.out -> split.in: key column \"nope\" is not among the columns of source.out (line: string)");
+  EXPECT_EQ(error(kPipeline, {"sink.rank=1"}),
+            "edge split.out -> sink.in: to_rank(1) but \"sink\" has no instance on rank 1 (placement: rank 0)");
+}
+
+TEST_F(JobTest, TooFewRanksForThePlacement) {
+  EXPECT_EQ(error(kPipeline, {"source.placement=5"}),
+            "operator \"source\": placement on rank 5 needs at least 6 ranks, the job has 2");
+}
+
+TEST_F(JobTest, UnconnectedAndMismatchedColumns) {
+  std::string no_sink = kPipeline;
+  no_sink = no_sink.substr(0, no_sink.find("[sink]"));
+  EXPECT_EQ(error(no_sink), "operator \"split\": output port \"out\" is not connected");
+  EXPECT_EQ(error(kPipeline, {"split.column=text"}),
+            "operator \"split\": needs column \"text\", which is not among the columns arriving (line: string)");
+}
+
+TEST_F(JobTest, MissingJobFile) {
+  try {
+    load_job(dir_ / "nope.toml", {});
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.exit_code(), ExitCode::kConfig);
+    EXPECT_EQ(std::string(e.what()), "job file " + (dir_ / "nope.toml").string() + " does not exist");
+  }
+}
+
+TEST_F(JobTest, EveryOperatorTypeIsListed) {
+  auto types = operator_types();
+  auto has = [&](const std::string& n) {
+    return std::any_of(types.begin(), types.end(), [&](const auto& t) { return t.first == n; });
+  };
+  for (const char* n : {"text_source", "csv_source", "binary_source", "generator", "tokenize", "filter", "select",
+                        "csv_sink", "jsonl_sink", "stdout_sink"}) {
+    EXPECT_TRUE(has(n)) << n;
+  }
+}
+
+}  // namespace
+}  // namespace tensair::job
