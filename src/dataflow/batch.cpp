@@ -150,15 +150,17 @@ Column::Column(std::string name, DType dtype, std::vector<int64_t> record_shape,
     throw DataError("column \"" + name_ + "\": " + why);
   };
   if (rows_ < 0) fail("negative row count");
+  // Sizes come from the wire too: every product is checked, never allowed to overflow.
   record_elements_ = 1;
   for (int64_t d : record_shape_) {
     if (d < 0) fail("negative dimension");
-    record_elements_ *= d;
+    if (__builtin_mul_overflow(record_elements_, d, &record_elements_)) fail("record shape too large");
   }
   if (dtype_ == DType::kString) {
     if (!record_shape_.empty()) fail("string columns take no record shape");
-    size_t want = static_cast<size_t>(rows_ + 1) * sizeof(int64_t);
-    if (offsets_.size != want) {
+    size_t want = 0;
+    if (__builtin_mul_overflow(static_cast<size_t>(rows_) + 1, sizeof(int64_t), &want) ||
+        offsets_.size != want) {
       fail(std::to_string(offsets_.size) + " offset bytes for " + std::to_string(rows_) +
            " strings, expected " + std::to_string(want));
     }
@@ -170,7 +172,11 @@ Column::Column(std::string name, DType dtype, std::vector<int64_t> record_shape,
       fail("string offsets run past the " + std::to_string(values_.size) + " bytes of data");
     }
   } else {
-    size_t want = static_cast<size_t>(rows_ * record_elements_) * dtype_size(dtype_);
+    size_t want = 0;
+    if (__builtin_mul_overflow(static_cast<size_t>(rows_), static_cast<size_t>(record_elements_), &want) ||
+        __builtin_mul_overflow(want, dtype_size(dtype_), &want)) {
+      fail(std::to_string(rows_) + " records of " + spec().to_string() + " is too large");
+    }
     if (values_.size != want) {
       fail(std::to_string(values_.size) + " bytes for " + std::to_string(rows_) + " records of " +
            spec().to_string() + ", expected " + std::to_string(want));
