@@ -1,8 +1,9 @@
 // Job-file types of the engine's own operators (ops/).
 #include <nlohmann/json.hpp>
 
-#include "job/registry.hpp"
+#include "tensair/job/registry.hpp"
 #include "tensair/ops/functional.hpp"
+#include "tensair/ops/reduce.hpp"
 #include "tensair/ops/sinks.hpp"
 #include "tensair/ops/sources.hpp"
 
@@ -83,6 +84,42 @@ bool registered = [] {
     o.record_bytes = p.integer("record_bytes", 0, 0);
     o.source = source_options(p);
     return ops::binary_source(o);
+  }});
+  register_operator_type({"reduce", "keyed aggregation (count, sum, min, max, mean, first, last) over global, count or tumbling windows", [](const Params& p) {
+    ops::ReduceOptions o;
+    o.group_by = p.strings("group_by", std::vector<std::string>{});
+    auto aggs = p.table("aggregate");
+    if (!aggs) p.fail("aggregate", "missing: give a table of output = \"function(column)\", e.g. { n = \"count\" }");
+    for (const auto& [k, v] : aggs->raw()) {
+      std::string name(k.str());
+      try {
+        o.aggregations.push_back(ops::parse_aggregation(name, aggs->str(name)));
+      } catch (const ConfigError& e) {
+        aggs->fail(name, e.what());
+      }
+    }
+    try {
+      o.window = ops::parse_window(p.str("window", "global"));
+    } catch (const ConfigError& e) {
+      p.fail("window", e.what());
+    }
+    try {
+      return ops::reduce(o);
+    } catch (const ConfigError& e) {
+      p.fail("aggregate", e.what());
+    }
+  }});
+  register_operator_type({"join", "keyed inner equi-join of inputs left and right (global or event-time tumbling windows)", [](const Params& p) {
+    ops::JoinOptions o;
+    o.keys = p.strings("keys");
+    o.left_prefix = p.str("left_prefix", o.left_prefix);
+    o.right_prefix = p.str("right_prefix", o.right_prefix);
+    try {
+      o.window = ops::parse_window(p.str("window", "global"));
+      return ops::join(o);
+    } catch (const ConfigError& e) {
+      p.fail("window", e.what());
+    }
   }});
   register_operator_type({"generator", "synthetic records (sequence, uniform, normal, randint)", [](const Params& p) {
     ops::GeneratorSourceOptions o;

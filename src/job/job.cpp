@@ -5,8 +5,8 @@
 #include <map>
 #include <sstream>
 
-#include "job/params.hpp"
-#include "job/registry.hpp"
+#include "tensair/job/params.hpp"
+#include "tensair/job/registry.hpp"
 #include "tensair/common/error.hpp"
 
 namespace tensair::job {

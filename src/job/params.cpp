@@ -1,4 +1,4 @@
-#include "job/params.hpp"
+#include "tensair/job/params.hpp"
 
 #include "tensair/common/error.hpp"
 #include "tensair/common/paths.hpp"

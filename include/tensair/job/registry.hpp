@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "job/params.hpp"
+#include "tensair/job/params.hpp"
 #include "tensair/dataflow/operator.hpp"
 
 namespace tensair::job {
