@@ -48,8 +48,11 @@ int Graph::add(std::string name, std::shared_ptr<const OperatorDef> def, Placeme
   if (name.empty()) throw ConfigError("an operator needs a name");
   if (find(name) >= 0) throw ConfigError("operator \"" + name + "\" is defined twice");
   TENSAIR_ASSERT(def != nullptr, "operator without definition");
-  OperatorNode node{std::move(name), def, std::move(placement), def->inputs(), def->outputs()};
+  OperatorNode node{name, def, std::move(placement), def->inputs(), def->outputs()};
   operators_.push_back(std::move(node));
+  for (const auto& [out, in] : def->peer_edges()) {
+    connect(name + "." + out, name + "." + in, Routing::broadcast(/*include_self=*/false));
+  }
   return static_cast<int>(operators_.size()) - 1;
 }
 

@@ -220,6 +220,7 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
   ctx.file = file;
   ctx.base_dir = std::filesystem::absolute(file).parent_path();
   ctx.out_dir = options.out_dir;
+  ctx.resume = options.resume;
   for (const std::string& o : options.overrides) apply_override(root, o, ctx.overridden);
 
   Job job;
@@ -299,7 +300,7 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
     // Edges into this operator.
     const auto& inputs = job.graph.operators().back().inputs;
     if (auto in = p.table("inputs")) {
-      if (p.has("from")) p.fail("from", "give either from (for the input port \"in\") or [" + name + ".inputs.<port>] tables");
+      if (p.has("from")) p.fail("from", "give either from (for the first input port, \"" + inputs.front().name + "\") or [" + name + ".inputs.<port>] tables");
       for (const auto& [port, v] : in->raw()) {
         auto port_params = in->table(std::string(port.str()));
         read_edges(*port_params, name + "." + std::string(port.str()), edges);
@@ -307,7 +308,8 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
       }
     } else if (p.has("from")) {
       if (inputs.empty()) p.fail("from", "operator type \"" + type + "\" has no input");
-      std::string to = inputs.size() == 1 ? name : name + ".in";
+      // `from` feeds the operator's first input port ("in", or e.g. a model's "train").
+      std::string to = name + "." + inputs.front().name;
       read_edges(p, to, edges);
     } else {
       read_edges(p, name, edges);  // reports stray edge keys

@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -131,6 +132,12 @@ class OperatorDef {
 
   // A running instance for `info`.
   virtual std::unique_ptr<Operator> instantiate(const InstanceInfo& info) const = 0;
+
+  // Edges the operator needs between its own instances, added by Graph::add: each pair
+  // (output port, input port) is connected with Routing::broadcast(include_self = false), so
+  // every instance's emits on the output reach every other instance's input (e.g. the
+  // gradient exchange between model replicas). Such an edge makes a cycle.
+  virtual std::vector<std::pair<std::string, std::string>> peer_edges() const { return {}; }
 
   // Parameters as shown by `tensair validate`, e.g. "path=words.txt batch_size=1024".
   virtual std::string describe() const { return ""; }

@@ -28,6 +28,8 @@ struct LoadOptions {
   // Where relative output paths (sinks, exports) go. Relative input paths resolve against the
   // job file's directory, or the working directory for values given as overrides.
   std::filesystem::path out_dir = "out";
+  // The CLI's --resume: a checkpoint directory stateful operators (models) start from.
+  std::filesystem::path resume;
 };
 
 struct Job {

@@ -21,6 +21,7 @@ struct FileContext {
   std::filesystem::path base_dir;  // its directory: relative input paths start here
   std::filesystem::path out_dir;   // relative output paths start here
   std::set<std::string> overridden;  // "section.key" set with --set (relative to the cwd)
+  std::filesystem::path resume;      // --resume DIR (empty: none)
 };
 
 class Params {
@@ -62,6 +63,7 @@ class Params {
   void check_all_used() const;
 
   const toml::table& raw() const { return table_; }
+  const FileContext& context() const { return ctx_; }
 
  private:
   const toml::node& required(const std::string& key) const;

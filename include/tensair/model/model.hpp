@@ -1,0 +1,96 @@
+// The Model operator: a LibTorch network replica per instance, trained online from a stream
+// with decentralised asynchronous SGD (DASGD) or synchronous gradient averaging.
+//
+// Ports
+//   inputs   train      features + labels: train on every batch (or, while training is off,
+//                       predict and report the loss)
+//            predict    features (+ id): predictions only                        (optional)
+//            evaluate   a held-out stream, kept and evaluated every eval_every steps (optional)
+//            control    column `command` (string): "start" / "stop" training,
+//                       "reset_optimizer"; used by the drift detector                (optional)
+//            exchange   deltas from the other replicas (connected automatically)
+//   outputs  predictions  id (when the input has it) + `output` (the network's output)
+//            metrics      one row per step: rank, step, version, loss, accuracy, samples,
+//                         samples_per_s, staleness_mean, staleness_max, training
+//            exchange     deltas to the other replicas (connected automatically)
+//
+// This header is free of LibTorch so that programs configuring a job need not include it.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tensair/dataflow/operator.hpp"
+
+namespace tensair::model {
+
+// The network: a built-in (built as a TorchScript module in C++, so it exports like any
+// other) or a TorchScript file saved from Python.
+struct NetworkOptions {
+  // "cifar_cnn"  the reference CNN: input float32[3,32,32] (CHW), 10 logits, 122,570 params
+  // "mlp"        input float32[layers[0]], hidden ReLU layers, output layers.back()
+  // "skipgram"   inputs target int64, context int64, negatives int64[k]: logits [1+k]
+  //              from two vocab×dim embeddings with sparse gradients
+  // "torchscript" the module in `path` (its forward takes the input columns in order)
+  std::string kind = "cifar_cnn";
+  std::filesystem::path path;
+  std::vector<int64_t> layers;  // mlp
+  int64_t vocab = 0;            // skipgram
+  int64_t dim = 0;              // skipgram
+};
+
+struct OptimizerOptions {
+  std::string kind = "sgd";  // sgd | adam
+  double lr = 0.01;
+  double momentum = 0;
+  double weight_decay = 0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam
+};
+
+struct ModelOptions {
+  NetworkOptions network;
+  OptimizerOptions optimizer;
+  // Columns of the train/predict/evaluate batches fed to forward(), in order, and the label
+  // column (empty for the skipgram loss, whose label is implicit).
+  std::vector<std::string> inputs;
+  std::string label;
+  std::string id = "id";                 // copied into predictions when present
+  std::string loss = "cross_entropy";    // cross_entropy | bce | mse | sgns
+  uint64_t seed = 1;                     // same on every replica: equal initial weights
+  int threads = 0;                       // torch intra-op threads; 0: cores / local ranks
+
+  // Replication.
+  std::string mode = "dasgd";            // dasgd | sync | local (no exchange)
+  int broadcast_every = 1;               // dasgd: local steps per delta sent
+  std::optional<int64_t> max_staleness;  // dasgd: SSP bound on the staleness of applied deltas
+  bool fp16 = false;                     // send dense deltas as float16
+  bool sparse = true;                    // send sparse gradients as rows (indices + values)
+  bool coalesce = false;                 // sum queued remote deltas into one step
+
+  // Lifecycle.
+  std::string training = "always";       // always | until_converged | never
+  int64_t epoch_size = 1000;             // mini-batches (all replicas) per epoch
+  double convergence_factor = 1e-2;
+  int epochs_for_convergence = 2;
+  int64_t eval_every = 0;                // steps between evaluations (0: at the end only)
+  int64_t max_steps = 0;                 // stop training after this many local steps (0: no limit)
+  std::string nan_policy = "skip";       // skip | error
+
+  // Files (paths may contain {rank}).
+  std::filesystem::path checkpoint_dir;  // empty: no checkpoints
+  int64_t checkpoint_every = 0;          // steps (0: at the end only)
+  std::filesystem::path resume;          // a checkpoint directory to start from
+  std::filesystem::path export_path;     // TorchScript file written at the end
+  std::filesystem::path csv_path;        // reference-compatible rows: "training, n,loss,acc,"
+  int64_t log_every = 10;                // steps between metrics.jsonl lines
+};
+
+std::shared_ptr<const dataflow::OperatorDef> model_operator(ModelOptions options);
+
+// Registers the job-file type "model". Idempotent.
+void register_job_types();
+
+}  // namespace tensair::model

@@ -1,0 +1,164 @@
+#include "model/delta.hpp"
+
+#include "tensair/common/error.hpp"
+
+namespace tensair::model {
+
+using dataflow::Batch;
+using dataflow::Bytes;
+using dataflow::Column;
+using dataflow::DType;
+
+namespace {
+
+DType dtype_of_tensor(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return DType::kFloat32;
+    case at::kDouble: return DType::kFloat64;
+    case at::kInt: return DType::kInt32;
+    case at::kLong: return DType::kInt64;
+    case at::kByte: return DType::kUInt8;
+    default: throw ModelError(std::string("no column type for tensors of ") + c10::toString(t.scalar_type()));
+  }
+}
+
+at::ScalarType scalar_type_of(DType t) {
+  switch (t) {
+    case DType::kFloat32: return at::kFloat;
+    case DType::kFloat64: return at::kDouble;
+    case DType::kInt32: return at::kInt;
+    case DType::kInt64: return at::kLong;
+    case DType::kUInt8: return at::kByte;
+    case DType::kString: break;
+  }
+  throw ModelError("a string column cannot be a tensor");
+}
+
+Column scalar(const std::string& name, int64_t v) {
+  dataflow::ColumnBuilder b({name, DType::kInt64, {}});
+  b.append(v);
+  return b.finish();
+}
+
+Column scalar(const std::string& name, double v) {
+  dataflow::ColumnBuilder b({name, DType::kFloat64, {}});
+  b.append(v);
+  return b.finish();
+}
+
+// Float16 bytes of a float tensor, as a uint8 column.
+Column half_column(const std::string& name, const at::Tensor& t) {
+  at::Tensor h = t.to(at::kHalf).contiguous();
+  at::Tensor bytes = h.reshape({-1}).view(at::kByte);  // same memory, viewed as bytes
+  return tensor_column(name, bytes, {bytes.numel()});
+}
+
+at::Tensor half_values(const Column& c, int64_t elements) {
+  if (c.dtype() != DType::kUInt8 || c.record_elements() != 2 * elements) {
+    throw DataError("column \"" + c.name() + "\" holds " + std::to_string(c.record_elements()) +
+                    " bytes, expected " + std::to_string(2 * elements));
+  }
+  at::Tensor bytes = column_tensor(c).reshape({-1});
+  return bytes.view(at::kHalf).to(at::kFloat);
+}
+
+}  // namespace
+
+Column tensor_column(const std::string& name, const at::Tensor& t, std::vector<int64_t> record_shape, int64_t rows) {
+  at::Tensor c = t.contiguous();
+  auto owner = std::make_shared<at::Tensor>(c);
+  Bytes bytes{owner, reinterpret_cast<const std::byte*>(c.data_ptr()), static_cast<size_t>(c.nbytes())};
+  return Column(name, dtype_of_tensor(c), std::move(record_shape), rows, std::move(bytes));
+}
+
+at::Tensor column_tensor(const Column& c) {
+  std::vector<int64_t> shape = c.shape();
+  // from_blob does not copy; the caller keeps the batch alive while the tensor is used.
+  return at::from_blob(const_cast<std::byte*>(c.value_bytes().data), shape,
+                       at::TensorOptions().dtype(scalar_type_of(c.dtype())));
+}
+
+Batch encode_message(const Message& m, bool fp16) {
+  std::vector<Column> cols;
+  cols.push_back(scalar("kind", static_cast<int64_t>(m.kind)));
+  cols.push_back(scalar("sender", m.sender));
+  cols.push_back(scalar("version", m.version));
+  cols.push_back(scalar("steps", m.steps));
+  cols.push_back(scalar("samples", m.samples));
+  cols.push_back(scalar("step", m.step));
+  cols.push_back(scalar("loss_sum", m.loss_sum));
+  cols.push_back(scalar("acc_sum", m.acc_sum));
+  for (size_t i = 0; i < m.grads.size(); ++i) {
+    const at::Tensor& g = m.grads[i];
+    if (!g.defined()) continue;
+    std::string n = std::to_string(i);
+    if (g.is_sparse()) {
+      at::Tensor idx = g._indices().reshape({-1}).contiguous();
+      at::Tensor val = g._values().to(at::kFloat).contiguous();
+      cols.push_back(tensor_column("s" + n + ".idx", idx, {idx.numel()}));
+      if (fp16) {
+        cols.push_back(half_column("h" + n + ".val", val));
+      } else {
+        cols.push_back(tensor_column("s" + n + ".val", val.reshape({-1}), {val.numel()}));
+      }
+    } else if (fp16) {
+      cols.push_back(half_column("h" + n, g));
+    } else {
+      at::Tensor flat = g.to(at::kFloat).reshape({-1});
+      cols.push_back(tensor_column("g" + n, flat, {flat.numel()}));
+    }
+  }
+  return Batch(std::move(cols));
+}
+
+Message decode_message(const dataflow::BatchPtr& batch, const std::vector<std::vector<int64_t>>& shapes) {
+  const Batch& b = *batch;
+  if (b.rows() != 1) throw DataError("model message with " + std::to_string(b.rows()) + " rows, expected 1");
+  Message m;
+  m.keep_alive = batch;
+  m.kind = static_cast<MessageKind>(b.column("kind").as_int64(0));
+  m.sender = b.column("sender").as_int64(0);
+  m.version = b.column("version").as_int64(0);
+  m.steps = b.column("steps").as_int64(0);
+  m.samples = b.column("samples").as_int64(0);
+  m.step = b.column("step").as_int64(0);
+  m.loss_sum = b.column("loss_sum").as_double(0);
+  m.acc_sum = b.column("acc_sum").as_double(0);
+  m.grads.resize(shapes.size());
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    std::string n = std::to_string(i);
+    int64_t numel = 1;
+    for (int64_t d : shapes[i]) numel *= d;
+    if (const Column* g = b.find("g" + n)) {
+      if (g->dtype() != DType::kFloat32 || g->record_elements() != numel) {
+        throw DataError("delta for parameter " + n + " has " + std::to_string(g->record_elements()) +
+                        " values, the network has " + std::to_string(numel) + " (replicas of different networks?)");
+      }
+      m.grads[i] = column_tensor(*g).reshape(shapes[i]);
+    } else if (const Column* h = b.find("h" + n)) {
+      m.grads[i] = half_values(*h, numel).reshape(shapes[i]);
+    } else if (const Column* idx = b.find("s" + n + ".idx")) {
+      int64_t row = numel / shapes[i][0];
+      int64_t nnz = idx->record_elements();
+      at::Tensor values;
+      if (const Column* v = b.find("s" + n + ".val")) {
+        if (v->record_elements() != nnz * row) throw DataError("sparse delta for parameter " + n + ": value count mismatch");
+        values = column_tensor(*v);
+      } else if (const Column* hv = b.find("h" + n + ".val")) {
+        values = half_values(*hv, nnz * row);
+      } else {
+        throw DataError("sparse delta for parameter " + n + " without values");
+      }
+      at::Tensor indices = column_tensor(*idx).reshape({1, nnz});
+      if (nnz > 0 && (indices.min().item<int64_t>() < 0 || indices.max().item<int64_t>() >= shapes[i][0])) {
+        throw DataError("sparse delta for parameter " + n + ": row index out of range");
+      }
+      std::vector<int64_t> vshape = shapes[i];
+      vshape[0] = nnz;
+      m.grads[i] = at::sparse_coo_tensor(indices, values.reshape(vshape), shapes[i]);
+    }
+  }
+  return m;
+}
+
+}  // namespace tensair::model

@@ -1,0 +1,148 @@
+#include "model/network.hpp"
+
+#include <cmath>
+
+#include "tensair/common/error.hpp"
+
+namespace tensair::model {
+namespace {
+
+// PyTorch's default for Linear and Conv layers: weights and biases uniform in
+// ±1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5) gives the same bound).
+void add_affine(torch::jit::Module& m, const std::string& name, std::vector<int64_t> weight_shape) {
+  int64_t fan_in = 1;
+  for (size_t i = 1; i < weight_shape.size(); ++i) fan_in *= weight_shape[i];
+  double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  at::Tensor w = torch::empty(weight_shape).uniform_(-bound, bound);
+  at::Tensor b = torch::empty({weight_shape[0]}).uniform_(-bound, bound);
+  m.register_parameter(name + "_weight", w.requires_grad_(true), false);
+  m.register_parameter(name + "_bias", b.requires_grad_(true), false);
+}
+
+// The reference's CIFAR-10 CNN (TensorFlow tutorial), channels first:
+// conv(32,3x3) relu pool2 conv(64,3x3) relu pool2 conv(64,3x3) relu flatten dense(64) relu
+// dense(10): 122,570 parameters.
+torch::jit::Module cifar_cnn() {
+  torch::jit::Module m("CifarCNN");
+  add_affine(m, "conv1", {32, 3, 3, 3});
+  add_affine(m, "conv2", {64, 32, 3, 3});
+  add_affine(m, "conv3", {64, 64, 3, 3});
+  add_affine(m, "fc1", {64, 1024});
+  add_affine(m, "fc2", {10, 64});
+  m.define(R"JIT(
+def forward(self, x: Tensor) -> Tensor:
+    x = torch.max_pool2d(torch.relu(torch.conv2d(x, self.conv1_weight, self.conv1_bias)), [2, 2])
+    x = torch.max_pool2d(torch.relu(torch.conv2d(x, self.conv2_weight, self.conv2_bias)), [2, 2])
+    x = torch.relu(torch.conv2d(x, self.conv3_weight, self.conv3_bias))
+    x = torch.flatten(x, 1)
+    x = torch.relu(torch.linear(x, self.fc1_weight, self.fc1_bias))
+    return torch.linear(x, self.fc2_weight, self.fc2_bias)
+)JIT");
+  return m;
+}
+
+torch::jit::Module mlp(const std::vector<int64_t>& layers) {
+  if (layers.size() < 2) throw ConfigError("an mlp needs layers = [inputs, hidden..., outputs] (at least two sizes)");
+  for (int64_t n : layers) {
+    if (n < 1) throw ConfigError("mlp layer sizes must be positive, got " + std::to_string(n));
+  }
+  torch::jit::Module m("MLP");
+  std::string src = "\ndef forward(self, x: Tensor) -> Tensor:\n    x = torch.flatten(x, 1)\n";
+  for (size_t i = 0; i + 1 < layers.size(); ++i) {
+    std::string name = "l" + std::to_string(i);
+    add_affine(m, name, {layers[i + 1], layers[i]});
+    std::string lin = "torch.linear(x, self." + name + "_weight, self." + name + "_bias)";
+    if (i + 2 < layers.size()) {
+      src += "    x = torch.relu(" + lin + ")\n";
+    } else {
+      src += "    return " + lin + "\n";
+    }
+  }
+  m.define(src);
+  return m;
+}
+
+// Skip-gram with negative sampling (word2vec.c's initialisation: input vectors uniform in
+// ±0.5/dim, output vectors zero). Embedding lookups use sparse gradients.
+torch::jit::Module skipgram(int64_t vocab, int64_t dim) {
+  if (vocab < 2 || dim < 1) throw ConfigError("skipgram needs vocab >= 2 and dim >= 1");
+  torch::jit::Module m("SkipGram");
+  double bound = 0.5 / static_cast<double>(dim);
+  m.register_parameter("in_embed", torch::empty({vocab, dim}).uniform_(-bound, bound).requires_grad_(true), false);
+  m.register_parameter("out_embed", torch::zeros({vocab, dim}).requires_grad_(true), false);
+  m.define(R"JIT(
+def forward(self, target: Tensor, context: Tensor, negatives: Tensor) -> Tensor:
+    t = torch.embedding(self.in_embed, target.reshape([-1]), -1, False, True)
+    c = torch.cat([context.reshape([-1, 1]), negatives.reshape([context.numel(), -1])], 1)
+    e = torch.embedding(self.out_embed, c, -1, False, True)
+    return torch.bmm(e, t.unsqueeze(2)).squeeze(2)
+)JIT");
+  return m;
+}
+
+}  // namespace
+
+Network::Network(const NetworkOptions& o, uint64_t seed) {
+  torch::manual_seed(seed);
+  if (o.kind == "cifar_cnn") {
+    module_ = cifar_cnn();
+    default_inputs_ = {"image"};
+    default_loss_ = "cross_entropy";
+    description_ = "cifar_cnn";
+  } else if (o.kind == "mlp") {
+    module_ = mlp(o.layers);
+    default_inputs_ = {"x"};
+    default_loss_ = "cross_entropy";
+    description_ = "mlp";
+  } else if (o.kind == "skipgram") {
+    module_ = skipgram(o.vocab, o.dim);
+    default_inputs_ = {"target", "context", "negatives"};
+    default_loss_ = "sgns";
+    description_ = "skipgram " + std::to_string(o.vocab) + "x" + std::to_string(o.dim);
+  } else if (o.kind == "torchscript") {
+    if (o.path.empty()) throw ConfigError("a torchscript network needs a path to a saved module");
+    if (!std::filesystem::exists(o.path)) {
+      throw IoError("TorchScript file " + o.path.string() + " does not exist", ExitCode::kConfig);
+    }
+    try {
+      module_ = torch::jit::load(o.path.string());
+    } catch (const c10::Error& e) {
+      throw IoError("cannot load TorchScript file " + o.path.string() + ": " + e.what_without_backtrace(),
+                    ExitCode::kConfig);
+    }
+    default_loss_ = "cross_entropy";
+    description_ = "torchscript " + o.path.filename().string();
+  } else {
+    throw ConfigError("unknown network \"" + o.kind + "\" (known: cifar_cnn, mlp, skipgram, torchscript)");
+  }
+  for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
+    if (!p.value.requires_grad()) continue;  // frozen layers are not trained
+    names_.push_back(p.name);
+    params_.push_back(p.value);
+  }
+  if (params_.empty()) throw ConfigError("network " + description_ + " has no trainable parameters");
+  module_.train(true);
+}
+
+int64_t Network::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : params_) n += p.numel();
+  return n;
+}
+
+at::Tensor Network::forward(const std::vector<at::Tensor>& inputs) {
+  std::vector<c10::IValue> args(inputs.begin(), inputs.end());
+  c10::IValue out = module_.forward(args);
+  if (!out.isTensor()) throw ModelError("the network's forward() must return one tensor");
+  return out.toTensor();
+}
+
+void Network::save(const std::string& path) const {
+  try {
+    module_.save(path);
+  } catch (const c10::Error& e) {
+    throw IoError("cannot write TorchScript file " + path + ": " + e.what_without_backtrace());
+  }
+}
+
+}  // namespace tensair::model

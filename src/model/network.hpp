@@ -1,0 +1,46 @@
+// Networks as TorchScript modules: the built-ins are assembled in C++ (parameters registered,
+// forward() defined in TorchScript source), files saved from Python are loaded. Either way a
+// network is one torch::jit::Module, trained through its parameters() and exported with save().
+#pragma once
+
+#include <torch/script.h>
+
+#include <string>
+#include <vector>
+
+#include "tensair/model/model.hpp"
+
+namespace tensair::model {
+
+class Network {
+ public:
+  // Builds or loads the network; `seed` makes the built-ins' initial weights the same on every
+  // replica. Throws ConfigError for unknown kinds and bad parameters, IoError for files.
+  Network(const NetworkOptions& options, uint64_t seed);
+
+  at::Tensor forward(const std::vector<at::Tensor>& inputs);
+  void train(bool on) { module_.train(on); }
+
+  // The trainable parameters in a fixed order (the same on every replica).
+  const std::vector<at::Tensor>& parameters() const { return params_; }
+  const std::vector<std::string>& names() const { return names_; }
+  int64_t parameter_count() const;
+
+  // The columns forward() takes by default, and the loss it is made for.
+  const std::vector<std::string>& default_inputs() const { return default_inputs_; }
+  const std::string& default_loss() const { return default_loss_; }
+  const std::string& description() const { return description_; }
+
+  // Writes a TorchScript file that torch.jit.load (Python or C++) loads and runs.
+  void save(const std::string& path) const;
+
+ private:
+  torch::jit::Module module_;
+  std::vector<at::Tensor> params_;
+  std::vector<std::string> names_;
+  std::vector<std::string> default_inputs_;
+  std::string default_loss_;
+  std::string description_;
+};
+
+}  // namespace tensair::model

@@ -1,0 +1,98 @@
+// Job-file type "model". Keys (all optional unless noted; see docs/model.md):
+//   network = "cifar_cnn" | "mlp" | "skipgram" | "path/to/module.pt" (TorchScript)
+//   layers = [in, hidden..., out] (mlp)   vocab, dim (skipgram)
+//   inputs = [columns fed to forward]     label = "label"   id = "id"
+//   loss = "cross_entropy" | "bce" | "mse" | "sgns"   seed, threads
+//   optimizer = "sgd" | "adam", lr, momentum, weight_decay, beta1, beta2, eps
+//   mode = "dasgd" | "sync" | "local", broadcast_every, max_staleness, fp16, sparse, coalesce
+//   training = "always" | "until_converged" | "never", epoch_size, convergence_factor,
+//   epochs_for_convergence, eval_every, max_steps, nan_policy = "skip" | "error"
+//   checkpoint_dir, checkpoint_every, resume, export, csv, log_every
+#include "tensair/job/registry.hpp"
+#include "tensair/model/model.hpp"
+
+namespace tensair::model {
+
+namespace {
+
+ModelOptions model_options(const job::Params& p) {
+  ModelOptions o;
+  std::string network = p.str("network", "cifar_cnn");
+  if (network.size() > 3 && (network.ends_with(".pt") || network.ends_with(".pth") || network.find('/') != std::string::npos)) {
+    o.network.kind = "torchscript";
+    o.network.path = p.input_path("network");
+  } else {
+    o.network.kind = network;
+  }
+  if (const toml::node* layers = p.node("layers")) {
+    const toml::array* arr = layers->as_array();
+    if (!arr) p.fail("layers", "expected an array of layer sizes, e.g. [8, 64, 2]");
+    for (const auto& v : *arr) {
+      auto n = v.value<int64_t>();
+      if (!n || *n < 1) p.fail("layers", "layer sizes must be positive integers");
+      o.network.layers.push_back(*n);
+    }
+  }
+  o.network.vocab = p.integer("vocab", 0, 0);
+  o.network.dim = p.integer("dim", 0, 0);
+  std::vector<std::string> default_inputs = o.network.kind == "skipgram" ? std::vector<std::string>{"target", "context", "negatives"}
+                                            : o.network.kind == "mlp"    ? std::vector<std::string>{"x"}
+                                                                         : std::vector<std::string>{"image"};
+  o.inputs = p.strings("inputs", default_inputs);
+  o.loss = p.str("loss", o.network.kind == "skipgram" ? "sgns" : "cross_entropy");
+  o.label = p.str("label", o.loss == "sgns" ? "" : (o.network.kind == "mlp" ? "y" : "label"));
+  o.id = p.str("id", o.id);
+  o.seed = static_cast<uint64_t>(p.integer("seed", 1, 0));
+  o.threads = static_cast<int>(p.integer("threads", 0, 0, 1024));
+  o.optimizer.kind = p.str("optimizer", "sgd");
+  o.optimizer.lr = p.number("lr", o.optimizer.kind == "adam" ? 1e-3 : 0.01);
+  o.optimizer.momentum = p.number("momentum", 0);
+  o.optimizer.weight_decay = p.number("weight_decay", 0);
+  o.optimizer.beta1 = p.number("beta1", 0.9);
+  o.optimizer.beta2 = p.number("beta2", 0.999);
+  o.optimizer.eps = p.number("eps", 1e-8);
+  o.mode = p.str("mode", o.mode);
+  o.broadcast_every = static_cast<int>(p.integer("broadcast_every", 1, 1, 1 << 20));
+  if (p.has("max_staleness")) o.max_staleness = p.integer("max_staleness", std::nullopt, 1);
+  o.fp16 = p.boolean("fp16", false);
+  o.sparse = p.boolean("sparse", true);
+  o.coalesce = p.boolean("coalesce", false);
+  o.training = p.str("training", o.training);
+  o.epoch_size = p.integer("epoch_size", o.epoch_size, 1);
+  o.convergence_factor = p.number("convergence_factor", o.convergence_factor);
+  o.epochs_for_convergence = static_cast<int>(p.integer("epochs_for_convergence", 2, 2, 1000));
+  o.eval_every = p.integer("eval_every", 0, 0);
+  o.max_steps = p.integer("max_steps", 0, 0);
+  o.nan_policy = p.str("nan_policy", o.nan_policy);
+  if (p.has("checkpoint_dir")) o.checkpoint_dir = p.output_path("checkpoint_dir");
+  o.checkpoint_every = p.integer("checkpoint_every", 0, 0);
+  if (p.has("resume")) {
+    o.resume = p.input_path("resume");
+  } else {
+    o.resume = p.context().resume;
+  }
+  if (p.has("export")) o.export_path = p.output_path("export");
+  if (p.has("csv")) o.csv_path = p.output_path("csv");
+  o.log_every = p.integer("log_every", o.log_every, 1);
+  return o;
+}
+
+}  // namespace
+
+void register_job_types() {
+  static const bool registered = [] {
+    job::register_operator_type(
+        {"model", "a LibTorch network trained online (DASGD / sync) with predictions and metrics", [](const job::Params& p) {
+           ModelOptions o = model_options(p);
+           try {
+             return model_operator(o);
+           } catch (const ConfigError& e) {
+             p.fail("", e.what());
+           }
+         }});
+    return true;
+  }();
+  (void)registered;
+}
+
+}  // namespace tensair::model

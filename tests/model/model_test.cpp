@@ -1,0 +1,463 @@
+// The Model operator: one replica equals a plain LibTorch loop; DASGD replicas end equal;
+// sync equals one replica on the concatenated batches; sparse deltas are small; the staleness
+// bound holds; uneven streams end cleanly; bad inputs give clear errors. Ranks are in-process
+// (LocalCluster); tests/e2e runs the same operator under mpirun through the CLI.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "model/delta.hpp"
+#include "model/network.hpp"
+#include "tensair/common/error.hpp"
+#include "tensair/model/model.hpp"
+#include "testing/harness.hpp"
+#include "testing/lambda_op.hpp"
+
+namespace tensair::model {
+namespace {
+
+namespace fs = std::filesystem;
+using dataflow::Batch;
+using dataflow::DType;
+using dataflow::Graph;
+using dataflow::Placement;
+using dataflow::Routing;
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() / ("tensair_model_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+// A batch of `rows` records: x float32[shape...], y int64 in [0, classes); seeded.
+Batch make_batch(uint64_t seed, int64_t rows, std::vector<int64_t> shape, int64_t classes) {
+  torch::manual_seed(seed);
+  std::vector<int64_t> full{rows};
+  full.insert(full.end(), shape.begin(), shape.end());
+  at::Tensor x = torch::randn(full);
+  // Labels that depend on x, so there is something to learn.
+  at::Tensor y = x.reshape({rows, -1}).sum(1).mul(3).floor().remainder(classes).to(at::kLong);
+  return Batch({tensor_column("x", x, shape, rows), tensor_column("y", y, {}, rows)});
+}
+
+// Emits, on each rank r, the batches per_rank[r] (a rank beyond the list emits nothing).
+std::shared_ptr<const dataflow::OperatorDef> rank_source(std::vector<std::vector<Batch>> per_rank, dataflow::Schema schema,
+                                                          int delay_ms = 0) {
+  struct Src final : dataflow::Operator {
+    std::vector<Batch> b;
+    size_t i = 0;
+    int delay_ms = 0;
+    dataflow::SourceState produce(dataflow::Context& ctx) override {
+      if (i == b.size()) return dataflow::SourceState::kDone;
+      if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      ctx.emit(0, b[i++]);
+      return dataflow::SourceState::kMore;
+    }
+  };
+  return testing::lambda_op({"rank_source", {}, {{"out", schema}}, [per_rank, delay_ms](const dataflow::InstanceInfo& info) {
+                               auto s = std::make_unique<Src>();
+                               if (static_cast<size_t>(info.rank) < per_rank.size()) s->b = per_rank[static_cast<size_t>(info.rank)];
+                               // Rank 0 is slow when delay_ms is set: the others run ahead of it.
+                               if (info.rank == 0) s->delay_ms = delay_ms;
+                               return s;
+                             }});
+}
+
+dataflow::Schema xy_schema(std::vector<int64_t> shape) {
+  return {{"x", DType::kFloat32, shape}, {"y", DType::kInt64, {}}};
+}
+
+ModelOptions mlp_options(std::vector<int64_t> layers, double lr = 0.1) {
+  ModelOptions o;
+  o.network.kind = "mlp";
+  o.network.layers = std::move(layers);
+  o.inputs = {"x"};
+  o.label = "y";
+  o.optimizer.lr = lr;
+  o.seed = 7;
+  o.threads = 1;
+  return o;
+}
+
+struct RunResult {
+  std::map<int, std::vector<at::Tensor>> weights;  // by rank, from the exported modules
+  std::map<int, nlohmann::json> summary;           // model_summary events by rank
+  std::vector<testing::RankOutcome> outcomes;
+};
+
+RunResult run_model(int ranks, std::vector<std::vector<Batch>> per_rank, dataflow::Schema schema, ModelOptions o,
+                    const TempDir& dir, int delay_ms = 0) {
+  o.export_path = (dir / "model_{rank}.pt").string();
+  dataflow::ExecutorOptions eo;
+  eo.out_dir = dir.path();
+  eo.metrics_interval_s = 60;
+  RunResult r;
+  r.outcomes = testing::run_graph(
+      ranks,
+      [&](Graph& g, int, int) {
+        g.add("src", rank_source(per_rank, schema, delay_ms));
+        g.add("model", model_operator(o));
+        g.connect("src", "model.train", Routing::forward());
+      },
+      eo);
+  for (const auto& oc : r.outcomes) {
+    if (oc.error) return r;
+  }
+  for (int rank = 0; rank < ranks; ++rank) {
+    fs::path p = dir / ("model_" + std::to_string(rank) + ".pt");
+    if (!fs::exists(p)) continue;  // under mpirun, other processes' files
+    torch::jit::Module m = torch::jit::load(p.string());
+    for (const auto& t : m.parameters()) r.weights[rank].push_back(t.detach().clone());
+  }
+  std::ifstream in(dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.value("kind", "") == "model_summary") r.summary[j["rank"].get<int>()] = j;
+  }
+  return r;
+}
+
+double max_diff(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double d = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
+  return d;
+}
+
+std::vector<Batch> batches(uint64_t seed, int n, int64_t rows, std::vector<int64_t> shape, int64_t classes) {
+  std::vector<Batch> out;
+  for (int i = 0; i < n; ++i) out.push_back(make_batch(seed * 1000 + static_cast<uint64_t>(i), rows, shape, classes));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+TEST(NetworkTest, CifarCnnHasTheReferenceLayersAndParameterCount) {
+  NetworkOptions n;
+  n.kind = "cifar_cnn";
+  Network net(n, 1);
+  EXPECT_EQ(net.parameter_count(), 122570);
+  EXPECT_EQ(net.parameters().size(), 10u);
+  at::Tensor out = net.forward({torch::randn({4, 3, 32, 32})});
+  EXPECT_EQ(out.sizes(), (std::vector<int64_t>{4, 10}));
+}
+
+// The same network as plain torch::nn modules, trained by a plain loop.
+struct PlainMlp : torch::nn::Module {
+  torch::nn::Linear l0{nullptr}, l1{nullptr};
+  PlainMlp(int64_t a, int64_t b, int64_t c) : l0(register_module("l0", torch::nn::Linear(a, b))), l1(register_module("l1", torch::nn::Linear(b, c))) {}
+  at::Tensor forward(at::Tensor x) { return l1(torch::relu(l0(x.flatten(1)))); }
+};
+
+struct PlainCnn : torch::nn::Module {
+  torch::nn::Conv2d c1{nullptr}, c2{nullptr}, c3{nullptr};
+  torch::nn::Linear f1{nullptr}, f2{nullptr};
+  PlainCnn()
+      : c1(register_module("c1", torch::nn::Conv2d(3, 32, 3))),
+        c2(register_module("c2", torch::nn::Conv2d(32, 64, 3))),
+        c3(register_module("c3", torch::nn::Conv2d(64, 64, 3))),
+        f1(register_module("f1", torch::nn::Linear(1024, 64))),
+        f2(register_module("f2", torch::nn::Linear(64, 10))) {}
+  at::Tensor forward(at::Tensor x) {
+    x = torch::max_pool2d(torch::relu(c1(x)), 2);
+    x = torch::max_pool2d(torch::relu(c2(x)), 2);
+    x = torch::relu(c3(x)).flatten(1);
+    return f2(torch::relu(f1(x)));
+  }
+};
+
+template <class Plain>
+std::vector<at::Tensor> plain_loop(Plain& plain, const NetworkOptions& net_options, uint64_t seed,
+                                   const std::vector<Batch>& data, double lr) {
+  Network init(net_options, seed);  // the operator's initial weights
+  auto params = plain.parameters();
+  {
+    torch::NoGradGuard g;
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(init.parameters()[i]);
+  }
+  torch::optim::SGD opt(params, torch::optim::SGDOptions(lr));
+  for (const Batch& b : data) {
+    opt.zero_grad();
+    at::Tensor out = plain.forward(column_tensor(b.column("x")));
+    at::Tensor loss = torch::nll_loss(torch::log_softmax(out, 1), column_tensor(b.column("y")));
+    loss.backward();
+    opt.step();
+  }
+  std::vector<at::Tensor> out;
+  for (const auto& p : params) out.push_back(p.detach().clone());
+  return out;
+}
+
+TEST(ModelTest, OneReplicaEqualsAPlainLibTorchLoop) {
+  torch::set_num_threads(1);
+  {  // MLP
+    TempDir dir;
+    std::vector<Batch> data = batches(1, 50, 16, {8}, 3);
+    ModelOptions o = mlp_options({8, 16, 3}, 0.1);
+    RunResult r = run_model(1, {data}, xy_schema({8}), o, dir);
+    for (auto& oc : r.outcomes) ASSERT_FALSE(oc.error) << *oc.error;
+    PlainMlp plain(8, 16, 3);
+    auto expect = plain_loop(plain, o.network, o.seed, data, 0.1);
+    EXPECT_LT(max_diff(r.weights[0], expect), 1e-6);
+    EXPECT_EQ(r.summary[0]["version"], 50);
+  }
+  {  // the reference CNN
+    TempDir dir;
+    std::vector<Batch> data = batches(2, 50, 4, {3, 32, 32}, 10);
+    ModelOptions o = mlp_options({}, 0.05);
+    o.network.kind = "cifar_cnn";
+    RunResult r = run_model(1, {data}, xy_schema({3, 32, 32}), o, dir);
+    for (auto& oc : r.outcomes) ASSERT_FALSE(oc.error) << *oc.error;
+    PlainCnn plain;
+    auto expect = plain_loop(plain, o.network, o.seed, data, 0.05);
+    EXPECT_LT(max_diff(r.weights[0], expect), 1e-6);
+  }
+}
+
+TEST(ModelTest, DasgdReplicasEndWithEqualWeightsAndVersionsCountEveryGradient) {
+  for (int ranks : {2, 3}) {
+    for (int every : {1, 3}) {
+      TempDir dir;
+      // Uneven shares: rank 0 gets 20 batches, rank 1 gets 7, rank 2 none.
+      std::vector<std::vector<Batch>> data = {batches(3, 20, 8, {8}, 3), batches(4, 7, 8, {8}, 3), {}};
+      ModelOptions o = mlp_options({8, 16, 3}, 0.05);
+      o.broadcast_every = every;
+      RunResult r = run_model(ranks, data, xy_schema({8}), o, dir);
+      for (auto& oc : r.outcomes) ASSERT_FALSE(oc.error) << *oc.error;
+      ASSERT_EQ(static_cast<int>(r.weights.size()), ranks);
+      for (int k = 1; k < ranks; ++k) {
+        EXPECT_LT(max_diff(r.weights[0], r.weights[k]), 1e-5) << ranks << " ranks, broadcast_every " << every << ", rank " << k;
+      }
+      for (int k = 0; k < ranks; ++k) EXPECT_EQ(r.summary[k]["version"], 27) << "rank " << k;
+      // Plain SGD adds up the same gradients in any order: the replicas equal one that saw
+      // every gradient, which differs from the initial weights.
+      Network init(o.network, o.seed);
+      std::vector<at::Tensor> w0(init.parameters().begin(), init.parameters().end());
+      EXPECT_GT(max_diff(r.weights[0], w0), 1e-3);
+    }
+  }
+}
+
+TEST(ModelTest, SyncEqualsOneReplicaOnTheConcatenatedBatches) {
+  for (int ranks : {2, 3}) {
+    TempDir dir;
+    // Unequal batch sizes and counts: rank 0 has 6 batches of 8, rank 1 4 of 5, rank 2 6 of 3.
+    std::vector<std::vector<Batch>> data = {batches(5, 6, 8, {8}, 3), batches(6, 4, 5, {8}, 3), batches(7, 6, 3, {8}, 3)};
+    data.resize(static_cast<size_t>(ranks));
+    ModelOptions o = mlp_options({8, 16, 3}, 0.1);
+    o.mode = "sync";
+    RunResult r = run_model(ranks, data, xy_schema({8}), o, dir);
+    for (auto& oc : r.outcomes) ASSERT_FALSE(oc.error) << *oc.error;
+    // Step s of one replica: the concatenation of every rank's batch s.
+    std::vector<Batch> concat;
+    for (size_t s = 0; s < 6; ++s) {
+      std::vector<dataflow::BatchPtr> parts;
+      for (const auto& d : data) {
+        if (s < d.size()) parts.push_back(dataflow::share(d[s]));
+      }
+      concat.push_back(dataflow::concat_batches(parts));
+    }
+    PlainMlp plain(8, 16, 3);
+    auto expect = plain_loop(plain, o.network, o.seed, concat, 0.1);
+    for (int k = 0; k < ranks; ++k) EXPECT_LT(max_diff(r.weights[k], expect), 1e-5) << ranks << " ranks, rank " << k;
+  }
+}
+
+TEST(ModelTest, SparseEmbeddingDeltasAreSmallOnTheWire) {
+  // 50,000 x 300 skip-gram, batches of 512 (target, context, 5 negatives) with word ids drawn
+  // from a Zipf law, as in text.
+  const int64_t vocab = 50000, dim = 300, rows = 512, negatives = 5;
+  std::mt19937 rng(3);
+  std::vector<double> weights(vocab);
+  for (int64_t i = 0; i < vocab; ++i) weights[static_cast<size_t>(i)] = 1.0 / static_cast<double>(i + 1);
+  std::discrete_distribution<int64_t> zipf(weights.begin(), weights.end());
+  std::vector<std::vector<Batch>> data(2);
+  for (int rank = 0; rank < 2; ++rank) {
+    for (int b = 0; b < 3; ++b) {
+      dataflow::BatchBuilder bb({{"target", DType::kInt64, {}}, {"context", DType::kInt64, {}}, {"negatives", DType::kInt64, {negatives}}});
+      for (int64_t r = 0; r < rows; ++r) {
+        bb.column(0).append<int64_t>(zipf(rng));
+        bb.column(1).append<int64_t>(zipf(rng));
+        std::vector<int64_t> neg(negatives);
+        for (auto& n : neg) n = zipf(rng);
+        bb.column(2).append_values(neg.data(), neg.size());
+      }
+      data[static_cast<size_t>(rank)].push_back(bb.finish());
+    }
+  }
+  TempDir dir;
+  ModelOptions o;
+  o.network.kind = "skipgram";
+  o.network.vocab = vocab;
+  o.network.dim = dim;
+  o.inputs = {"target", "context", "negatives"};
+  o.loss = "sgns";
+  o.optimizer.lr = 0.5;
+  o.threads = 1;
+  RunResult r = run_model(2, data, data[0][0].schema(), o, dir);
+  for (auto& oc : r.outcomes) ASSERT_FALSE(oc.error) << *oc.error;
+  double dense = static_cast<double>(r.summary[0]["dense_delta_bytes"].get<int64_t>());
+  EXPECT_EQ(dense, 2.0 * vocab * dim * 4);
+  for (int k = 0; k < 2; ++k) {
+    double max_bytes = static_cast<double>(r.summary[k]["delta_bytes_max"].get<int64_t>());
+    EXPECT_GT(max_bytes, 0);
+    EXPECT_LE(max_bytes, 0.02 * dense) << "rank " << k << ": " << max_bytes << " bytes per delta";
+    std::printf("sparse delta: largest %.0f bytes = %.2f %% of the dense %.0f bytes\n", max_bytes, 100 * max_bytes / dense, dense);
+    EXPECT_EQ(r.summary[k]["version"], 6);
+  }
+  EXPECT_LT(max_diff(r.weights[0], r.weights[1]), 1e-5);
+}
+
+TEST(ModelTest, MaxStalenessBoundsEveryAppliedDelta) {
+  // Rank 0 is slow (its source sleeps), so without a bound the others' deltas reach it very
+  // stale; with max_staleness = 2 none may be more than 2 behind.
+  std::vector<std::vector<Batch>> data = {batches(8, 12, 8, {8}, 3), batches(9, 12, 8, {8}, 3), batches(10, 12, 8, {8}, 3)};
+  int64_t unbounded_max = 0;
+  for (bool bounded : {false, true}) {
+    TempDir dir;
+    ModelOptions o = mlp_options({8, 16, 3}, 0.05);
+    if (bounded) o.max_staleness = 2;
+    RunResult r = run_model(3, data, xy_schema({8}), o, dir, /*delay_ms=*/20);
+    for (auto& oc : r.outcomes) ASSERT_FALSE(oc.error) << *oc.error;
+    int64_t worst = 0;
+    for (int k = 0; k < 3; ++k) {
+      worst = std::max(worst, r.summary[k]["staleness_max"].get<int64_t>());
+      EXPECT_EQ(r.summary[k]["version"], 36);
+    }
+    if (bounded) {
+      EXPECT_LE(worst, 2);
+    } else {
+      unbounded_max = worst;
+    }
+    for (int k = 1; k < 3; ++k) EXPECT_LT(max_diff(r.weights[0], r.weights[k]), 1e-5);
+  }
+  EXPECT_GT(unbounded_max, 2) << "the slow rank should see stale deltas when nothing bounds them";
+}
+
+TEST(ModelTest, DeltaMessagesRoundTripDenseSparseAndHalf) {
+  std::vector<std::vector<int64_t>> shapes = {{4, 3}, {10, 2}};
+  Message m;
+  m.kind = MessageKind::kDelta;
+  m.sender = 2;
+  m.version = 41;
+  m.steps = 3;
+  m.grads = {torch::randn({4, 3}),
+             torch::sparse_coo_tensor(torch::tensor({{1, 7}}, torch::kLong), torch::randn({2, 2}), {10, 2})};
+  for (bool fp16 : {false, true}) {
+    auto batch = dataflow::share(encode_message(m, fp16));
+    Message d = decode_message(batch, shapes);
+    EXPECT_EQ(d.sender, 2);
+    EXPECT_EQ(d.version, 41);
+    EXPECT_EQ(d.steps, 3);
+    double tol = fp16 ? 1e-2 : 0;
+    EXPECT_LE((d.grads[0] - m.grads[0]).abs().max().item<double>(), tol);
+    ASSERT_TRUE(d.grads[1].is_sparse());
+    EXPECT_LE((d.grads[1].to_dense() - m.grads[1].to_dense()).abs().max().item<double>(), tol);
+  }
+  // A delta from a different network is rejected.
+  auto batch = dataflow::share(encode_message(m, false));
+  EXPECT_THROW(decode_message(batch, {{5, 3}, {10, 2}}), DataError);
+}
+
+std::string error_of(const RunResult& r) {
+  for (const auto& oc : r.outcomes) {
+    if (oc.error) return *oc.error;
+  }
+  return "no error";
+}
+
+TEST(ModelTest, BadInputsGiveClearErrors) {
+  {  // wrong input shape
+    TempDir dir;
+    RunResult r = run_model(1, {batches(1, 2, 4, {5}, 3)}, xy_schema({5}), mlp_options({8, 16, 3}), dir);
+    std::string e = error_of(r);
+    EXPECT_NE(e.find("does not accept inputs x: Float[4,5]; expected x: Float[batch,8]"), std::string::npos) << e;
+  }
+  {  // NaN loss with nan_policy = error
+    TempDir dir;
+    ModelOptions o = mlp_options({8, 16, 3}, 1e30);
+    o.nan_policy = "error";
+    RunResult r = run_model(1, {batches(1, 5, 4, {8}, 3)}, xy_schema({8}), o, dir);
+    std::string e = error_of(r);
+    EXPECT_NE(e.find("non-finite loss"), std::string::npos) << e;
+    EXPECT_NE(e.find("on rank 0 (nan_policy = \"error\")"), std::string::npos) << e;
+  }
+  {  // NaN loss skipped and counted
+    TempDir dir;
+    ModelOptions o = mlp_options({8, 16, 3}, 1e30);
+    RunResult r = run_model(1, {batches(1, 5, 4, {8}, 3)}, xy_schema({8}), o, dir);
+    ASSERT_EQ(error_of(r), "no error");
+    EXPECT_GT(r.summary[0]["nonfinite_losses"].get<int64_t>(), 0);
+  }
+  {  // missing TorchScript file
+    NetworkOptions n;
+    n.kind = "torchscript";
+    n.path = "/nonexistent/model.pt";
+    try {
+      Network net(n, 1);
+      FAIL();
+    } catch (const IoError& e) {
+      EXPECT_EQ(std::string(e.what()), "TorchScript file /nonexistent/model.pt does not exist");
+    }
+  }
+  {  // corrupt checkpoint
+    TempDir dir;
+    ModelOptions o = mlp_options({8, 16, 3});
+    o.checkpoint_dir = dir / "ckpt";
+    RunResult r = run_model(1, {batches(1, 3, 4, {8}, 3)}, xy_schema({8}), o, dir);
+    ASSERT_EQ(error_of(r), "no error");
+    fs::path w = dir / "ckpt" / "rank0" / "weights.pt";
+    ASSERT_TRUE(fs::exists(w));
+    fs::resize_file(w, fs::file_size(w) / 2);
+    o.resume = dir / "ckpt";
+    o.checkpoint_dir.clear();
+    TempDir dir2;
+    RunResult r2 = run_model(1, {batches(1, 3, 4, {8}, 3)}, xy_schema({8}), o, dir2);
+    std::string e = error_of(r2);
+    EXPECT_NE(e.find("corrupt checkpoint in " + (dir / "ckpt" / "rank0").string()), std::string::npos) << e;
+  }
+}
+
+TEST(ModelTest, CheckpointResumeContinuesWithIdenticalWeights) {
+  // 10 steps straight equal 6 steps, a checkpoint, and a resumed run over the same stream
+  // (which skips the records the checkpoint has seen).
+  std::vector<Batch> data = batches(11, 10, 8, {8}, 3);
+  ModelOptions o = mlp_options({8, 16, 3}, 0.1);
+  o.optimizer.momentum = 0.9;  // the optimizer state must be restored too
+  TempDir straight;
+  RunResult full = run_model(1, {data}, xy_schema({8}), o, straight);
+  TempDir first;
+  ModelOptions a = o;
+  a.max_steps = 6;
+  a.checkpoint_dir = first / "ckpt";
+  a.checkpoint_every = 6;
+  RunResult part = run_model(1, {std::vector<Batch>(data.begin(), data.begin() + 6)}, xy_schema({8}), a, first);
+  ASSERT_EQ(error_of(part), "no error");
+  TempDir second;
+  ModelOptions b = o;
+  b.resume = first / "ckpt";
+  RunResult resumed = run_model(1, {data}, xy_schema({8}), b, second);
+  ASSERT_EQ(error_of(resumed), "no error");
+  EXPECT_EQ(resumed.summary[0]["version"], 10);
+  EXPECT_LT(max_diff(resumed.weights[0], full.weights[0]), 1e-7);
+}
+
+}  // namespace
+}  // namespace tensair::model
