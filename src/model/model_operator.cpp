@@ -146,7 +146,7 @@ class ModelDef final : public dataflow::OperatorDef {
       throw ConfigError("unknown loss \"" + o_.loss + "\" (known: cross_entropy, bce, mse, sgns)");
     }
     if (o_.label.empty() && o_.loss != "sgns") throw ConfigError("the " + o_.loss + " loss needs a label column");
-    if (o_.inputs.empty()) throw ConfigError("name the input columns of the network (inputs = [...])");
+    if (o_.inputs.empty()) throw ConfigError("name the columns fed to the network (features = [...])");
   }
 
   std::string type() const override { return "model"; }

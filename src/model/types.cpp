@@ -1,7 +1,7 @@
 // Job-file type "model". Keys (all optional unless noted; see docs/model.md):
 //   network = "cifar_cnn" | "mlp" | "skipgram" | "path/to/module.pt" (TorchScript)
 //   layers = [in, hidden..., out] (mlp)   vocab, dim (skipgram)
-//   inputs = [columns fed to forward]     label = "label"   id = "id"
+//   features = [columns fed to forward]   label = "label"   id = "id"
 //   loss = "cross_entropy" | "bce" | "mse" | "sgns"   seed, threads
 //   optimizer = "sgd" | "adam", lr, momentum, weight_decay, beta1, beta2, eps
 //   mode = "dasgd" | "sync" | "local", broadcast_every, max_staleness, fp16, sparse, coalesce
@@ -38,7 +38,7 @@ ModelOptions model_options(const job::Params& p) {
   std::vector<std::string> default_inputs = o.network.kind == "skipgram" ? std::vector<std::string>{"target", "context", "negatives"}
                                             : o.network.kind == "mlp"    ? std::vector<std::string>{"x"}
                                                                          : std::vector<std::string>{"image"};
-  o.inputs = p.strings("inputs", default_inputs);
+  o.inputs = p.strings("features", default_inputs);  // "inputs" is the job file's port tables
   o.loss = p.str("loss", o.network.kind == "skipgram" ? "sgns" : "cross_entropy");
   o.label = p.str("label", o.loss == "sgns" ? "" : (o.network.kind == "mlp" ? "y" : "label"));
   o.id = p.str("id", o.id);
