@@ -1,0 +1,251 @@
+#include "tensair/io/cifar10.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "io/source_util.hpp"
+#include "tensair/common/file_reader.hpp"
+#include "tensair/common/paths.hpp"
+
+namespace tensair::io {
+
+using dataflow::BatchBuilder;
+using dataflow::Context;
+using dataflow::DType;
+using dataflow::Schema;
+
+namespace {
+
+std::filesystem::path find_variant(const std::filesystem::path& base) {
+  for (const char* ext : {"", ".gz", ".xz"}) {
+    std::filesystem::path p = base;
+    p += ext;
+    std::error_code ec;
+    if (std::filesystem::exists(p, ec)) return p;
+  }
+  std::filesystem::path p = base;
+  p += ".gz";  // reported as missing by require_file
+  return p;
+}
+
+struct CifarRecord {
+  int64_t id = 0;
+  std::array<uint8_t, kCifar10RecordBytes> bytes{};
+};
+
+// Reads the files one after the other as one stream of records. With caching, the first
+// complete pass keeps every record's bytes (all instances' shares: which instance owns a
+// position can change from pass to pass) and later passes replay them from memory.
+class CifarSource final : public detail::StagedSource<CifarRecord> {
+ public:
+  CifarSource(const Cifar10Options& o, Schema schema, const dataflow::InstanceInfo& info)
+      : StagedSource(o.source, std::move(schema), info, o.shuffle_buffer, o.seed),
+        opt_(o),
+        caching_(o.cache && o.source.replay != 1) {
+    for (int c = 0; c < 3; ++c) {
+      for (int v = 0; v < 256; ++v) {
+        float x = static_cast<float>(v) / 255.0f;
+        lut_[c][v] = o.normalize ? (x - kCifar10Mean[static_cast<size_t>(c)]) / kCifar10Std[static_cast<size_t>(c)] : x;
+      }
+    }
+  }
+
+ protected:
+  void start_pass(int64_t, Context&) override {
+    if (cache_complete_) {
+      slot_ = 0;
+      return;
+    }
+    if (caching_) {
+      cache_bytes_.clear();
+      slots_.clear();
+      tails_.clear();
+      files_.clear();
+    }
+    file_index_ = 0;
+    open_file();
+  }
+
+  Read read(bool mine, int64_t index, CifarRecord& rec, Context& ctx) override {
+    if (cache_complete_) return read_cached(mine, index, rec, ctx);
+    for (;;) {
+      if (!file_) {
+        if (caching_) cache_complete_ = true;
+        return Read::kEnd;
+      }
+      const uint64_t offset = file_->position();
+      size_t got = file_->read_full(rec.bytes.data(), rec.bytes.size());
+      if (got == rec.bytes.size()) break;
+      if (got > 0) {
+        // A partial tail: one record's worth of index, reported by its owner only.
+        std::string reason = detail::file_name(file_->path()) + ": partial record of " + std::to_string(got) +
+                             " bytes at byte offset " + std::to_string(offset) +
+                             " (the data is not a multiple of 3073 bytes; the tail is ignored)";
+        if (mine) ctx.dead_letter(reason, "");
+        if (caching_) {
+          slots_.push_back(-1 - static_cast<int64_t>(tails_.size()));
+          tails_.push_back(std::move(reason));
+        }
+        next_file();
+        return Read::kSkipped;
+      }
+      next_file();
+    }
+    record_in_file_++;
+    if (caching_) {
+      slots_.push_back(static_cast<int64_t>(cache_bytes_.size() / kCifar10RecordBytes));
+      cache_bytes_.insert(cache_bytes_.end(), rec.bytes.begin(), rec.bytes.end());
+    }
+    if (!mine) return Read::kSkipped;
+    return check(index, file_index_, record_in_file_ - 1, rec, ctx);
+  }
+
+  void append(CifarRecord& rec, BatchBuilder& out, Context&) override {
+    out.column(0).append<int64_t>(rec.id);
+    const uint8_t* px = rec.bytes.data() + 1;
+    if (opt_.layout == Cifar10Options::Layout::kCHW) {
+      for (size_t c = 0; c < 3; ++c) {
+        for (size_t p = 0; p < 1024; ++p) image_[c * 1024 + p] = lut_[c][px[c * 1024 + p]];
+      }
+    } else {
+      for (size_t p = 0; p < 1024; ++p) {
+        for (size_t c = 0; c < 3; ++c) image_[p * 3 + c] = lut_[c][px[c * 1024 + p]];
+      }
+    }
+    out.column(1).append_values(image_.data(), image_.size());
+    int64_t label = rec.bytes[0];
+    // The active concept: how many change points are at or before this id.
+    auto it = std::upper_bound(opt_.concept_changes.begin(), opt_.concept_changes.end(), rec.id,
+                               [](int64_t id, const ConceptChange& c) { return id < c.at; });
+    const int64_t concept_index = it - opt_.concept_changes.begin();
+    if (concept_index > 0) label = opt_.concept_changes[static_cast<size_t>(concept_index - 1)].permutation[static_cast<size_t>(label)];
+    out.column(2).append<int64_t>(label);
+    if (!opt_.concept_changes.empty()) out.column(3).append<int64_t>(concept_index);
+  }
+
+ private:
+  // A complete record this instance owns: checks its label.
+  Read check(int64_t index, size_t file, int64_t record, CifarRecord& rec, Context& ctx) {
+    const uint8_t label = rec.bytes[0];
+    if (label >= kCifar10Classes) {
+      ctx.dead_letter(detail::file_name(opt_.paths[file]) + ": record " + std::to_string(record) + " at byte offset " +
+                          std::to_string(record * kCifar10RecordBytes) + ": label byte " + std::to_string(label) +
+                          " is not 0..9",
+                      "");
+      return Read::kSkipped;
+    }
+    rec.id = index;
+    return Read::kItem;
+  }
+
+  Read read_cached(bool mine, int64_t index, CifarRecord& rec, Context& ctx) {
+    if (slot_ >= slots_.size()) return Read::kEnd;
+    const size_t slot = slot_++;
+    if (!mine) return Read::kSkipped;
+    const int64_t v = slots_[slot];
+    if (v < 0) {
+      ctx.dead_letter(tails_[static_cast<size_t>(-1 - v)], "");
+      return Read::kSkipped;
+    }
+    std::memcpy(rec.bytes.data(), cache_bytes_.data() + v * kCifar10RecordBytes, kCifar10RecordBytes);
+    // Which file and record the slot came from, for a dead letter's reason.
+    auto f = std::upper_bound(files_.begin(), files_.end(), slot) - 1;
+    return check(index, static_cast<size_t>(f - files_.begin()), static_cast<int64_t>(slot - *f), rec, ctx);
+  }
+
+  void open_file() {
+    record_in_file_ = 0;
+    if (file_index_ >= opt_.paths.size()) {
+      file_.reset();
+      return;
+    }
+    file_ = std::make_unique<FileReader>(opt_.paths[file_index_]);
+    if (caching_) files_.push_back(slots_.size());
+  }
+  void next_file() {
+    file_index_++;
+    open_file();
+  }
+
+  Cifar10Options opt_;
+  std::unique_ptr<FileReader> file_;
+  size_t file_index_ = 0;
+  int64_t record_in_file_ = 0;
+  float lut_[3][256];
+  std::array<float, 3072> image_{};
+  // The cache of the first pass.
+  bool caching_;
+  bool cache_complete_ = false;
+  std::vector<uint8_t> cache_bytes_;  // complete records, back to back
+  std::vector<int64_t> slots_;        // per position: record number in cache_bytes_, or -1 - tail
+  std::vector<std::string> tails_;    // dead-letter reasons of partial tails
+  std::vector<size_t> files_;         // first slot of each file
+  size_t slot_ = 0;
+};
+
+}  // namespace
+
+std::vector<std::filesystem::path> cifar10_train_files() {
+  std::vector<std::filesystem::path> out;
+  for (int i = 1; i <= 5; ++i) out.push_back(find_variant(data_dir() / "cifar10" / ("data_batch_" + std::to_string(i) + ".bin")));
+  return out;
+}
+
+std::vector<std::filesystem::path> cifar10_test_files() {
+  return {find_variant(data_dir() / "cifar10" / "test_batch.bin")};
+}
+
+void check_concept_change(const ConceptChange& change) {
+  std::array<bool, 10> seen{};
+  std::string text;
+  for (int64_t v : change.permutation) text += (text.empty() ? "" : ",") + std::to_string(v);
+  for (int64_t v : change.permutation) {
+    if (v < 0 || v > 9) {
+      throw ConfigError("permutation [" + text + "] must list each label 0..9 once; " + std::to_string(v) +
+                        " is not a label");
+    }
+    if (seen[static_cast<size_t>(v)]) {
+      throw ConfigError("permutation [" + text + "] must list each label 0..9 once; " + std::to_string(v) +
+                        " appears twice");
+    }
+    seen[static_cast<size_t>(v)] = true;
+  }
+  if (change.at < 0) throw ConfigError("concept change point at = " + std::to_string(change.at) + " is negative");
+}
+
+std::shared_ptr<const dataflow::OperatorDef> cifar10_source(Cifar10Options o) {
+  if (o.paths.empty()) o.paths = cifar10_train_files();
+  for (const auto& p : o.paths) detail::require_file(p);
+  detail::check_source_options(o.source);
+  if (o.shuffle_buffer < 0) throw ConfigError("shuffle_buffer must not be negative (0: stream order)");
+  for (size_t i = 0; i < o.concept_changes.size(); ++i) {
+    check_concept_change(o.concept_changes[i]);
+    if (i > 0 && o.concept_changes[i].at <= o.concept_changes[i - 1].at) {
+      throw ConfigError("concept changes must have increasing \"at\": change " + std::to_string(i + 1) + " at " +
+                        std::to_string(o.concept_changes[i].at) + " follows one at " +
+                        std::to_string(o.concept_changes[i - 1].at));
+    }
+  }
+  const bool hwc = o.layout == Cifar10Options::Layout::kHWC;
+  Schema schema{{"id", DType::kInt64, {}},
+                {"image", DType::kFloat32, hwc ? std::vector<int64_t>{32, 32, 3} : std::vector<int64_t>{3, 32, 32}},
+                {"label", DType::kInt64, {}}};
+  if (!o.concept_changes.empty()) schema.push_back({"concept", DType::kInt64, {}});
+
+  std::string params = "path=";
+  for (size_t i = 0; i < o.paths.size(); ++i) params += (i ? "," : "") + o.paths[i].filename().string();
+  params += std::string(" layout=") + (hwc ? "hwc" : "chw") + " normalize=" + (o.normalize ? "true" : "false");
+  if (o.cache && o.source.replay != 1) params += " cache=true";
+  if (o.shuffle_buffer > 0) params += " shuffle_buffer=" + std::to_string(o.shuffle_buffer) + " seed=" + std::to_string(o.seed);
+  if (!o.concept_changes.empty()) {
+    params += " concept_changes_at=";
+    for (size_t i = 0; i < o.concept_changes.size(); ++i) params += (i ? "," : "") + std::to_string(o.concept_changes[i].at);
+  }
+  params += " " + detail::source_options_text(o.source);
+  return std::make_shared<detail::SourceDef>(
+      "cifar10_source", std::vector<dataflow::PortSpec>{{"out", schema}},
+      [o, schema](const dataflow::InstanceInfo& info) { return std::make_unique<CifarSource>(o, schema, info); },
+      params);
+}
+
+}  // namespace tensair::io

@@ -1,0 +1,180 @@
+// Internal helpers shared by the io/ sources: the common source options (the same checks and
+// description as ops' sources), a definition class, a deterministic RNG, and StagedSource, the
+// produce() loop of a record source with sharding, replay, limit, rate and an optional shuffle
+// buffer. Not a public header.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/hash.hpp"
+#include "tensair/common/error.hpp"
+#include "tensair/common/log.hpp"
+#include "tensair/dataflow/operator.hpp"
+#include "tensair/ops/sources.hpp"
+
+namespace tensair::io::detail {
+
+// Throws ConfigError for impossible SourceOptions (the same rules as ops' sources).
+void check_source_options(const ops::SourceOptions& o);
+// "batch_size=1024 replay=1 limit=10"
+std::string source_options_text(const ops::SourceOptions& o);
+// IoError (exit code 2) when `path` does not exist.
+void require_file(const std::filesystem::path& path);
+// The file name, for messages.
+inline std::string file_name(const std::filesystem::path& p) { return p.filename().string(); }
+
+// SplitMix64: a small, fast, deterministic generator (passes BigCrush); the same sequence on
+// every platform, unlike the std:: distributions.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed = 0) : state_(seed) {}
+  uint64_t next() {
+    state_ += 0x9e3779b97f4a7c15ULL;
+    uint64_t z = state_;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, 1).
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  // Uniform in [0, n) (n > 0), without modulo bias worth mentioning (multiply-high).
+  uint64_t below(uint64_t n) {
+    return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+// A seed from several values, stable across processes and builds.
+inline uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0) {
+  return hash_u64(a ^ hash_u64(b ^ hash_u64(c + 0x2545f4914f6cdd1dULL)));
+}
+
+// An operator definition from its ports, a factory and a description.
+class SourceDef final : public dataflow::OperatorDef {
+ public:
+  using Factory = std::function<std::unique_ptr<dataflow::Operator>(const dataflow::InstanceInfo&)>;
+  SourceDef(std::string type, std::vector<dataflow::PortSpec> outputs, Factory factory, std::string params)
+      : type_(std::move(type)), outputs_(std::move(outputs)), factory_(std::move(factory)), params_(std::move(params)) {}
+  std::string type() const override { return type_; }
+  std::vector<dataflow::PortSpec> outputs() const override { return outputs_; }
+  std::unique_ptr<dataflow::Operator> instantiate(const dataflow::InstanceInfo& info) const override {
+    return factory_(info);
+  }
+  std::string describe() const override { return params_; }
+
+ private:
+  std::string type_;
+  std::vector<dataflow::PortSpec> outputs_;
+  Factory factory_;
+  std::string params_;
+};
+
+// The produce() loop of a source whose input is a sequence of records, read pass after pass.
+//
+// Record indices count every record read, over all passes and (when sharded) all instances;
+// instance i of n owns the records whose index is i modulo n (SourceOptions::shard). `limit`
+// stops reading at that index. Owned records go through a staging buffer: with capacity 1 they
+// leave in read order; with a larger capacity (a shuffle buffer) each emitted record is drawn
+// uniformly from the buffer, which is refilled from the input, and drained at the end.
+template <class Item>
+class StagedSource : public dataflow::Operator {
+ public:
+  enum class Read { kEnd, kSkipped, kItem };
+
+  StagedSource(const ops::SourceOptions& options, dataflow::Schema schema, const dataflow::InstanceInfo& info,
+               int64_t shuffle_buffer, uint64_t shuffle_seed)
+      : opt_(options),
+        schema_(std::move(schema)),
+        bucket_(options.rate, options.burst),
+        instance_(info.instance),
+        instances_(info.instances),
+        capacity_(shuffle_buffer > 1 ? static_cast<size_t>(shuffle_buffer) : 1),
+        shuffle_(shuffle_buffer > 1),
+        rng_(mix_seed(shuffle_seed, static_cast<uint64_t>(info.instance), 0x5348554646ULL)) {}
+
+  dataflow::SourceState produce(dataflow::Context& ctx) override {
+    const int64_t want = bucket_.take(opt_.batch_size, ctx);
+    dataflow::BatchBuilder out(schema_);
+    while (out.rows() < want) {
+      while (!input_done_ && buffer_.size() < capacity_) read_one(ctx);
+      if (buffer_.empty()) break;
+      size_t j = shuffle_ ? static_cast<size_t>(rng_.below(buffer_.size())) : 0;
+      if (j != buffer_.size() - 1) std::swap(buffer_[j], buffer_.back());
+      append(buffer_.back(), out, ctx);
+      buffer_.pop_back();
+    }
+    if (out.rows() > 0) ctx.emit(0, out.finish());
+    return input_done_ && buffer_.empty() ? dataflow::SourceState::kDone : dataflow::SourceState::kMore;
+  }
+
+ protected:
+  // Opens (or rewinds to) the start of the input; `pass` counts from 0.
+  virtual void start_pass(int64_t pass, dataflow::Context& ctx) = 0;
+  // Reads the next record. When `mine`, parses it into `item` and returns kItem, or reports it
+  // to ctx.dead_letter and returns kSkipped; otherwise skips it cheaply (kSkipped). kEnd at the
+  // end of the pass. `index` is the record's index (see above).
+  virtual Read read(bool mine, int64_t index, Item& item, dataflow::Context& ctx) = 0;
+  // Appends a staged record to the batch being built.
+  virtual void append(Item& item, dataflow::BatchBuilder& out, dataflow::Context& ctx) = 0;
+
+  const ops::SourceOptions& options() const { return opt_; }
+
+ private:
+  void read_one(dataflow::Context& ctx) {
+    if (ctx.cancelled()) throw Cancelled();
+    if (!in_pass_) {
+      if (opt_.replay > 0 && pass_ >= opt_.replay) {
+        input_done_ = true;
+        return;
+      }
+      start_pass(pass_, ctx);
+      in_pass_ = true;
+      pass_records_ = 0;
+    }
+    if (opt_.limit > 0 && index_ >= opt_.limit) {
+      input_done_ = true;
+      return;
+    }
+    const bool mine = !opt_.shard || instances_ == 1 || index_ % instances_ == instance_;
+    Read r = read(mine, index_, item_, ctx);
+    if (r == Read::kEnd) {
+      in_pass_ = false;
+      pass_++;
+      if (pass_records_ == 0) {
+        // An empty input would make an endless replay spin forever.
+        if (opt_.replay == 0) log().warn("{}: the input has no records, stopping", ctx.info().name);
+        input_done_ = true;
+      }
+      return;
+    }
+    index_++;
+    pass_records_++;
+    if (r == Read::kItem) buffer_.push_back(std::move(item_));
+  }
+
+  ops::SourceOptions opt_;
+  dataflow::Schema schema_;
+  ops::TokenBucket bucket_;
+  int instance_;
+  int instances_;
+  size_t capacity_;
+  bool shuffle_;
+  Rng rng_;
+  std::vector<Item> buffer_;
+  Item item_{};  // the record being read
+  int64_t pass_ = 0;
+  int64_t index_ = 0;
+  int64_t pass_records_ = 0;
+  bool in_pass_ = false;
+  bool input_done_ = false;
+};
+
+}  // namespace tensair::io::detail
