@@ -3,6 +3,9 @@
 //   tensair run JOB.toml [--set section.key=value ...] [--out DIR] [--progress|--no-progress]
 //   tensair validate JOB.toml [--set ...] [--ranks N]
 //   tensair operators
+//   tensair detect --detector NAME [--param K=V ...] [--json] FILE   (drift_commands.hpp)
+//   tensair drift-eval [--quick] [--json PATH]
+//   tensair report OUT [--x time|step] [--open]                      (report_command.hpp)
 //
 // Exit codes: 0 success, 1 the job failed while running, 2 bad command line, job file or input
 // (nothing was run). Errors are one line on stderr: "tensair: error: <what and where>". Under
@@ -16,11 +19,16 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "drift_commands.hpp"
+#include "report_command.hpp"
 #include "tensair/common/error.hpp"
 #include "tensair/common/log.hpp"
 #include "tensair/common/process.hpp"
 #include "tensair/dataflow/executor.hpp"
 #include "tensair/job/job.hpp"
+#include "tensair/drift/operator.hpp"
+#include "tensair/io/types.hpp"
+#include "tensair/model/model.hpp"
 #include "tensair/runtime/transport.hpp"
 
 namespace {
@@ -53,10 +61,11 @@ void add_common(CLI::App* cmd, Common& c) {
       ->allow_extra_args(false);
 }
 
-int run_command(const Common& c, const std::string& out_arg, int progress_flag) {
+int run_command(const Common& c, const std::string& out_arg, const std::string& resume, int progress_flag) {
   const bool print_config_errors = launcher_rank() == 0;
   tensair::job::LoadOptions load;
   load.overrides = c.overrides;
+  load.resume = resume;
   std::filesystem::path out_dir = out_arg;
   tensair::job::Job job;
   try {
@@ -128,6 +137,9 @@ int operators_command() {
 
 int main(int argc, char** argv) {
   tensair::tune_allocator();
+  tensair::model::register_job_types();
+  tensair::io::register_job_types();
+  tensair::drift::register_job_types();
   CLI::App app{"TensAIR: train and serve neural networks online, from data streams, over MPI.\n"
                "Run a job in one process with `tensair run JOB.toml`, on N ranks with\n"
                "`mpirun -np N tensair run JOB.toml`."};
@@ -141,6 +153,8 @@ int main(int argc, char** argv) {
   CLI::App* run = app.add_subcommand("run", "run a job (under mpirun: on every rank)");
   add_common(run, run_args);
   run->add_option("--out", out_dir, "output folder for metrics and relative sink paths (default out/<job name>)");
+  std::string resume;
+  run->add_option("--resume", resume, "start the job's models from the checkpoints in this folder");
   run->add_flag("--progress", progress, "show the progress line even when stderr is not a terminal");
   run->add_flag("--no-progress", no_progress, "never show the progress line");
 
@@ -152,10 +166,16 @@ int main(int argc, char** argv) {
 
   app.add_subcommand("operators", "list the operator types job files may use");
 
+  int drift_exit = -1;  // set by detect / drift-eval, which run while parsing
+  tensair::apps::add_drift_commands(app, drift_exit);
+  int report_exit = -1;  // set by report, which runs while parsing
+  tensair::apps::add_report_command(app, report_exit);
+
   const std::string first = argc > 1 ? argv[1] : "";
-  if (!first.empty() && first[0] != '-' && first != "run" && first != "validate" && first != "operators") {
+  if (!first.empty() && first[0] != '-' && first != "run" && first != "validate" && first != "operators" &&
+      first != "detect" && first != "drift-eval" && first != "report") {
     if (launcher_rank() == 0) {
-      std::fprintf(stderr, "tensair: error: unknown command \"%s\" (commands: run, validate, operators; see tensair --help)\n",
+      std::fprintf(stderr, "tensair: error: unknown command \"%s\" (commands: run, validate, operators, detect, drift-eval, report; see tensair --help)\n",
                    argv[1]);
     }
     return 2;
@@ -174,8 +194,10 @@ int main(int argc, char** argv) {
     }
     return 2;
   }
+  if (drift_exit >= 0) return drift_exit;
+  if (report_exit >= 0) return report_exit;
   try {
-    if (run->parsed()) return run_command(run_args, out_dir, progress ? 1 : (no_progress ? -1 : 0));
+    if (run->parsed()) return run_command(run_args, out_dir, resume, progress ? 1 : (no_progress ? -1 : 0));
     if (validate->parsed()) return validate_command(validate_args, ranks);
     return operators_command();
   } catch (const std::exception& e) {

@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tensair/job/registry.hpp"
+#include "tensair/ops/baselines.hpp"
 #include "tensair/ops/functional.hpp"
 #include "tensair/ops/reduce.hpp"
 #include "tensair/ops/sinks.hpp"
@@ -175,6 +176,9 @@ bool registered = [] {
       for (const auto& [k, v] : r->raw()) o.rename.emplace_back(std::string(k.str()), r->str(std::string(k.str())));
     }
     return ops::select(o);
+  }});
+  register_operator_type({"prequential_baselines", "no-change and majority-class accuracy of a label stream", [](const Params& p) {
+    return ops::prequential_baselines(p.str("label", "y"));
   }});
   register_operator_type({"csv_sink", "writes rows to a CSV file", [](const Params& p) {
     return ops::csv_sink(file_sink_options(p, true));

@@ -8,6 +8,7 @@
 //   training = "always" | "until_converged" | "never", epoch_size, convergence_factor,
 //   epochs_for_convergence, eval_every, max_steps, nan_policy = "skip" | "error"
 //   checkpoint_dir, checkpoint_every, resume, export, csv, log_every
+//   vocab_file, embeddings, probe_words, neighbours (skipgram)
 #include "tensair/job/registry.hpp"
 #include "tensair/model/model.hpp"
 
@@ -74,6 +75,10 @@ ModelOptions model_options(const job::Params& p) {
   if (p.has("export")) o.export_path = p.output_path("export");
   if (p.has("csv")) o.csv_path = p.output_path("csv");
   o.log_every = p.integer("log_every", o.log_every, 1);
+  if (p.has("vocab_file")) o.vocab_path = p.output_path("vocab_file");  // written by the source into OUT
+  if (p.has("embeddings")) o.embeddings_path = p.output_path("embeddings");
+  o.probe_words = p.strings("probe_words", std::vector<std::string>{});
+  o.neighbours = static_cast<int>(p.integer("neighbours", 8, 1, 1000));
   return o;
 }
 

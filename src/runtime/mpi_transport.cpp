@@ -28,7 +28,10 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "tensair/common/error.hpp"
 #include "tensair/common/log.hpp"
@@ -55,6 +58,70 @@ constexpr int kPartTag = 8;
   } while (0)
 
 using Clock = std::chrono::steady_clock;
+
+// Receive buffers of large frames are recycled. glibc serves a large allocation made on the
+// progress thread from a fresh mmap'd heap of that thread's arena and unmaps the heap when the
+// buffer is freed, so every 16 MiB frame used to arrive into ~4000 newly faulted pages
+// (bench_transport: 16 MiB frames at about half of raw MPI's bandwidth). A buffer freed by its
+// last owner (often a batch on an operator thread, possibly after the transport is gone: the
+// deleter keeps the cache alive) returns here while the cache holds less than kCacheBytes; the
+// progress thread reuses a cached buffer whose capacity is at least the frame's size and at
+// most twice it.
+class RecvBufferCache : public std::enable_shared_from_this<RecvBufferCache> {
+ public:
+  static constexpr size_t kMinBytes = 256 * 1024;  // smaller frames: plain allocation
+  static constexpr size_t kCacheBytes = size_t{256} << 20;
+
+  ~RecvBufferCache() {
+    for (auto& [cap, p] : free_) std::free(p);
+  }
+
+  std::shared_ptr<std::byte> allocate(size_t bytes) {
+    if (bytes < kMinBytes) return allocate_aligned(bytes);
+    std::byte* p = nullptr;
+    size_t cap = 0;
+    {
+      std::lock_guard lock(mu_);
+      size_t best = free_.size();
+      for (size_t i = 0; i < free_.size(); ++i) {
+        const size_t c = free_[i].first;
+        if (c >= bytes && c / 2 <= bytes && (best == free_.size() || c < free_[best].first)) {
+          best = i;
+        }
+      }
+      if (best < free_.size()) {
+        std::tie(cap, p) = free_[best];
+        free_bytes_ -= cap;
+        free_[best] = free_.back();
+        free_.pop_back();
+      }
+    }
+    if (!p) {
+      cap = align_up(bytes, 4096);
+      p = static_cast<std::byte*>(std::aligned_alloc(kFrameAlign, cap));
+      if (!p) throw std::bad_alloc();
+    }
+    return std::shared_ptr<std::byte>(
+        p, [cache = shared_from_this(), cap](std::byte* q) { cache->release(q, cap); });
+  }
+
+ private:
+  void release(std::byte* p, size_t cap) {
+    {
+      std::lock_guard lock(mu_);
+      if (free_bytes_ + cap <= kCacheBytes) {
+        free_.emplace_back(cap, p);
+        free_bytes_ += cap;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+  std::mutex mu_;
+  std::vector<std::pair<size_t, std::byte*>> free_;  // (capacity, buffer), guarded by mu_
+  size_t free_bytes_ = 0;                             // guarded by mu_
+};
 
 class MpiTransport final : public Transport {
  public:
@@ -468,7 +535,7 @@ class MpiTransport final : public Transport {
                              " bytes, header says " +
                              std::to_string(kFrameHeaderBytes + in.header.meta_bytes));
       }
-      in.full = allocate_aligned(kFrameHeaderBytes + in.header.payload_bytes);
+      in.full = recv_cache_->allocate(kFrameHeaderBytes + in.header.payload_bytes);
       std::memcpy(in.full.get(), in.header_buf.get(), in.header_size);
       in.header_buf.reset();
       in.parts_end = in.header.meta_bytes;
@@ -640,6 +707,7 @@ class MpiTransport final : public Transport {
   std::vector<uint32_t> send_owner_;
   std::vector<int> done_idx_;
   std::unordered_map<uint32_t, SendSlot> slots_;
+  std::shared_ptr<RecvBufferCache> recv_cache_ = std::make_shared<RecvBufferCache>();
   uint32_t next_slot_ = 0;
   std::vector<std::deque<Incoming>> incoming_;
   std::vector<uint64_t> sent_to_;

@@ -86,6 +86,14 @@ struct ModelOptions {
   std::filesystem::path export_path;     // TorchScript file written at the end
   std::filesystem::path csv_path;        // reference-compatible rows: "training, n,loss,acc,"
   int64_t log_every = 10;                // steps between metrics.jsonl lines
+
+  // Skip-gram only: the vocabulary ("word count" per line, line i = id i; the skipgram_source
+  // writes it), the word2vec text file written at the end ("N D", then "word v1 ... vD"), and
+  // words whose nearest neighbours (cosine) are logged at the end.
+  std::filesystem::path vocab_path;
+  std::filesystem::path embeddings_path;
+  std::vector<std::string> probe_words;
+  int neighbours = 8;
 };
 
 std::shared_ptr<const dataflow::OperatorDef> model_operator(ModelOptions options);

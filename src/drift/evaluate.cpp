@@ -1,0 +1,116 @@
+#include "tensair/drift/evaluate.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "tensair/common/error.hpp"
+
+namespace tensair::drift {
+
+PeriodicDetector::PeriodicDetector(uint64_t k, int64_t phase)
+    : k_(k), phase_(phase < 0 ? k / 2 : static_cast<uint64_t>(phase)) {
+  if (k == 0) throw ConfigError("periodic detector: k must be at least 1");
+  phase_ %= k_;
+}
+
+bool PeriodicDetector::update(double) {
+  const uint64_t i = values_++;
+  if (i % k_ != phase_) return false;
+  ++detections_;
+  return true;
+}
+
+nlohmann::json Score::to_json() const {
+  nlohmann::json j = {{"detector", detector},
+                      {"stream", stream},
+                      {"labelled", labelled},
+                      {"values", values},
+                      {"detections", detections},
+                      {"updates_per_s", updates_per_s},
+                      {"detection_indices", detection_indices}};
+  if (labelled) {
+    j["drifts"] = drifts;
+    j["true_detections"] = true_detections;
+    j["false_positives"] = false_positives;
+    j["repeats"] = repeats;
+    j["missed"] = missed;
+    j["mean_delay"] = std::isnan(mean_delay) ? nlohmann::json(nullptr) : nlohmann::json(mean_delay);
+    j["max_delay"] = max_delay;
+  }
+  return j;
+}
+
+Score score_detections(const std::vector<size_t>& detections, const std::vector<size_t>& drifts,
+                       size_t n_values, size_t max_delay) {
+  Score s;
+  s.values = n_values;
+  s.drifts = drifts.size();
+  s.detections = detections.size();
+  s.max_delay = max_delay;
+  s.detection_indices = detections;
+  double delay_sum = 0;
+  size_t di = 0;  // next detection to look at
+  for (size_t i = 0; i < drifts.size(); ++i) {
+    const size_t start = drifts[i];
+    size_t end = start + max_delay;
+    if (i + 1 < drifts.size()) end = std::min(end, drifts[i + 1]);
+    while (di < detections.size() && detections[di] < start) ++di;
+    if (di < detections.size() && detections[di] < end) {
+      ++s.true_detections;
+      delay_sum += static_cast<double>(detections[di] - start);
+      ++di;
+    } else {
+      ++s.missed;
+    }
+  }
+  s.false_positives = s.detections - s.true_detections;
+  // Repeats: detections inside some drift's window that were not its first.
+  for (size_t d : detections) {
+    auto it = std::upper_bound(drifts.begin(), drifts.end(), d);
+    if (it == drifts.begin()) continue;
+    const size_t i = static_cast<size_t>(it - drifts.begin()) - 1;
+    size_t end = drifts[i] + max_delay;
+    if (i + 1 < drifts.size()) end = std::min(end, drifts[i + 1]);
+    if (d < end) ++s.repeats;
+  }
+  s.repeats -= s.true_detections;
+  if (s.true_detections) s.mean_delay = delay_sum / static_cast<double>(s.true_detections);
+  return s;
+}
+
+Score evaluate(Detector& detector, const LabelledStream& stream, int timed_passes) {
+  detector.reset();
+  std::vector<size_t> found;
+  for (size_t i = 0; i < stream.values.size(); ++i) {
+    if (detector.update(stream.values[i])) found.push_back(i);
+  }
+  Score s = score_detections(found, stream.drifts, stream.values.size(), stream.max_delay);
+  s.detector = detector.name();
+  s.stream = stream.name;
+  s.labelled = stream.labelled;
+  if (!stream.labelled) {
+    s.drifts = s.true_detections = s.false_positives = s.missed = s.repeats = 0;
+    s.mean_delay = std::numeric_limits<double>::quiet_NaN();
+  }
+  std::vector<double> rates;
+  size_t sink = 0;
+  for (int pass = 0; pass < timed_passes; ++pass) {
+    detector.reset();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (double v : stream.values) sink += detector.update(v);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(static_cast<double>(stream.values.size()) / std::max(secs, 1e-9));
+  }
+  TENSAIR_ASSERT(timed_passes <= 0 || sink == found.size() * static_cast<size_t>(timed_passes),
+                 "a detector gave different detections on the same stream");
+  if (!rates.empty()) {
+    std::sort(rates.begin(), rates.end());
+    s.updates_per_s = rates[rates.size() / 2];
+  }
+  detector.reset();
+  return s;
+}
+
+}  // namespace tensair::drift
