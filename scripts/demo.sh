@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# `make demo`: runs the demo job in one process and shows where its results are.
-# For now this is the word-count example; the model demo replaces it (see README).
+# `make demo`: the drift demo in one process (examples/drift_demo.toml), its terminal summary and
+# its report. Pass extra `tensair run` arguments through DEMO_ARGS, e.g.
+#   make demo DEMO_ARGS="--set stream.limit=60000"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=build/bin/tensair
-out=out/wordcount
-echo "== TensAIR demo: word count over Tiny Shakespeare (one process)"
-echo "   $bin run examples/wordcount.toml --out $out"
-"$bin" run examples/wordcount.toml --out "$out"
+out=out/drift_demo
+echo "== TensAIR demo: a CNN learns CIFAR-10 online; the labels change twice; OPTWIN notices"
+echo "   $bin run examples/drift_demo.toml --out $out ${DEMO_ARGS:-}"
+# shellcheck disable=SC2086  # DEMO_ARGS is a list of arguments
+"$bin" run examples/drift_demo.toml --out "$out" --progress ${DEMO_ARGS:-}
+/usr/bin/python3 scripts/drift_summary.py "$out" --tolerance 1000
 echo
-echo "== The 10 most frequent words (from $out/wordcount.csv):"
-tail -n +2 "$out/wordcount.csv" | sort -t, -k2,2nr | head -10 | sed 's/^/   /'
+"$bin" report "$out"
 echo
-echo "== Files written:"
-ls -l "$out" | tail -n +2 | sed 's/^/   /'
-echo
-echo "Run it on 3 ranks:  mpirun -np 3 $bin run examples/wordcount.toml"
+echo "Open $out/report.md (plots in $out/report/). On 2 ranks:"
+echo "   mpirun -np 2 $bin run examples/drift_demo.toml"

@@ -59,6 +59,7 @@ class DetectorDef final : public dataflow::OperatorDef {
       const auto* step = batch->find("step");
       const auto* version = batch->find("version");
       const auto* rank = batch->find("rank");
+      const auto* records = batch->find("records");
       for (int64_t r = 0; r < batch->rows(); ++r) {
         std::string_view p = phase ? phase->str(r) : std::string_view("all");
         if (o_.watch == "predict" && p == "train") {
@@ -82,7 +83,10 @@ class DetectorDef final : public dataflow::OperatorDef {
         fed_since_reset_ = 0;
         int64_t s = step ? step->as_int64(r) : -1, ver = version ? version->as_int64(r) : -1;
         int64_t rk = rank ? rank->as_int64(r) : -1;
-        ctx.log_event({{"kind", "drift"}, {"detector", detector_->name()}, {"index", index}, {"step", s},
+        // "index": the stream position (the model's records so far) when known, so that it
+        // compares with the sources' concept_change lines; "values": values fed so far.
+        int64_t position = records ? records->as_int64(r) : index;
+        ctx.log_event({{"kind", "drift"}, {"detector", detector_->name()}, {"index", position}, {"values", index}, {"step", s},
                        {"version", ver}, {"model_rank", rk}, {"state", detector_->state()}});
         BatchBuilder control(control_schema());
         control.column(0).append_string("start");

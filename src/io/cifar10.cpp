@@ -1,6 +1,7 @@
 #include "tensair/io/cifar10.hpp"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <cstring>
 
 #include "io/source_util.hpp"
@@ -100,7 +101,7 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
     return check(index, file_index_, record_in_file_ - 1, rec, ctx);
   }
 
-  void append(CifarRecord& rec, BatchBuilder& out, Context&) override {
+  void append(CifarRecord& rec, BatchBuilder& out, Context& ctx) override {
     out.column(0).append<int64_t>(rec.id);
     const uint8_t* px = rec.bytes.data() + 1;
     if (opt_.layout == Cifar10Options::Layout::kCHW) {
@@ -121,6 +122,13 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
     if (concept_index > 0) label = opt_.concept_changes[static_cast<size_t>(concept_index - 1)].permutation[static_cast<size_t>(label)];
     out.column(2).append<int64_t>(label);
     if (!opt_.concept_changes.empty()) out.column(3).append<int64_t>(concept_index);
+    if (concept_index > announced_concept_) {
+      // The first record of a new concept this instance emits: a true change point for the
+      // report (index: the change's record id).
+      announced_concept_ = concept_index;
+      ctx.log_event({{"kind", "concept_change"}, {"concept", concept_index},
+                     {"index", opt_.concept_changes[static_cast<size_t>(concept_index - 1)].at}});
+    }
   }
 
  private:
@@ -152,6 +160,8 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
     auto f = std::upper_bound(files_.begin(), files_.end(), slot) - 1;
     return check(index, static_cast<size_t>(f - files_.begin()), static_cast<int64_t>(slot - *f), rec, ctx);
   }
+
+  int64_t announced_concept_ = 0;
 
   void open_file() {
     record_in_file_ = 0;

@@ -55,7 +55,8 @@ Schema metrics_schema() {
   return {{"rank", DType::kInt64, {}},         {"step", DType::kInt64, {}},
           {"version", DType::kInt64, {}},      {"phase", DType::kString, {}},
           {"loss", DType::kFloat64, {}},       {"accuracy", DType::kFloat64, {}},
-          {"samples", DType::kInt64, {}},      {"samples_per_s", DType::kFloat64, {}},
+          {"samples", DType::kInt64, {}},      {"records", DType::kInt64, {}},
+          {"samples_per_s", DType::kFloat64, {}},
           {"staleness_mean", DType::kFloat64, {}}, {"staleness_max", DType::kInt64, {}},
           {"training", DType::kInt64, {}}};
 }
@@ -825,10 +826,11 @@ class ModelInstance final : public dataflow::Operator {
     b.column(4).append<double>(loss);
     b.column(5).append<double>(acc);
     b.column(6).append<int64_t>(samples);
-    b.column(7).append<double>(rate_);
-    b.column(8).append<double>(smean);
-    b.column(9).append<int64_t>(staleness_window_max_);
-    b.column(10).append<int64_t>(training_ ? 1 : 0);
+    b.column(7).append<int64_t>(samples_ + predictions_);
+    b.column(8).append<double>(rate_);
+    b.column(9).append<double>(smean);
+    b.column(10).append<int64_t>(staleness_window_max_);
+    b.column(11).append<int64_t>(training_ ? 1 : 0);
     ctx.emit(kMetrics, b.finish());
     if (++metric_rows_ % std::max<int64_t>(1, o_.log_every) == 0 || std::string(phase) == "eval") {
       nlohmann::json e = {{"kind", "model"}, {"phase", phase}, {"step", step_}, {"version", version_},

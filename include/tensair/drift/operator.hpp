@@ -8,7 +8,9 @@
 //            for the models' `control` port (route with broadcast)
 //   drift    one row per detection: index (values fed so far, 0-based), step, version, rank
 //            of the row that triggered it, detector
-// Every detection is also a {"kind":"drift", ...} line in metrics.jsonl.
+// Every detection is also a {"kind":"drift", ...} line in metrics.jsonl, whose "index" is the
+// triggering row's `records` (the replica's stream position) when the rows have it, and
+// "values" the count of values fed before.
 #pragma once
 
 #include <memory>

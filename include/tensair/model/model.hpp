@@ -10,8 +10,10 @@
 //                       "reset_optimizer"; used by the drift detector                (optional)
 //            exchange   deltas from the other replicas (connected automatically)
 //   outputs  predictions  id (when the input has it) + `output` (the network's output)
-//            metrics      one row per step: rank, step, version, loss, accuracy, samples,
-//                         samples_per_s, staleness_mean, staleness_max, training
+//            metrics      one row per batch: rank, step, version, phase (train, predict,
+//                         eval), loss, accuracy, samples (in the batch), records (train +
+//                         predicted records of this replica so far), samples_per_s,
+//                         staleness_mean, staleness_max, training
 //            exchange     deltas to the other replicas (connected automatically)
 //
 // This header is free of LibTorch so that programs configuring a job need not include it.
