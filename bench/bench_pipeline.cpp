@@ -236,29 +236,31 @@ int main(int argc, char** argv) {
   std::vector<std::vector<std::vector<double>>> secs(kModes, std::vector<std::vector<double>>(n));
   std::vector<std::vector<double>> loop(n);
 
-  // One process on rank 0 while rank 1 sleeps; then the 2-rank deployments.
-  if (rank == 0) {
-    for (size_t i = 0; i < n; ++i) {
-      run_loop(cases[i]);
-      for (int r = 0; r < repeats; ++r) loop[i].push_back(run_loop(cases[i]));
-      for (int r = 0; r <= repeats; ++r) {
-        double s = run_once(cases[i], Mode::kOneProcess, nullptr);
-        if (r > 0) secs[0][i].push_back(s);
+  // Per batch size: a warm-up of everything (r = 0), then the repeats. Within a repeat the
+  // loop and the one-process pipeline run on rank 0 while rank 1 sleeps, then the 2-rank
+  // deployments; taking turns keeps a change in machine load from falling on one alone.
+  std::unique_ptr<runtime::Transport> tp;
+  if (world == 2) tp = runtime::make_mpi_transport();
+  for (size_t i = 0; i < n; ++i) {
+    for (int r = 0; r <= repeats; ++r) {
+      if (rank == 0) {
+        const double l = run_loop(cases[i]);
+        const double s = run_once(cases[i], Mode::kOneProcess, nullptr);
+        if (r > 0) {
+          loop[i].push_back(l);
+          secs[0][i].push_back(s);
+        }
       }
-    }
-  }
-  if (world == 2) {
-    sleeping_barrier();
-    auto tp = runtime::make_mpi_transport();
-    for (int m = 1; m < kModes; ++m) {
-      for (size_t i = 0; i < n; ++i) {
-        for (int r = 0; r <= repeats; ++r) {
-          double s = run_once(cases[i], static_cast<Mode>(m), tp.get());
+      if (world == 2) {
+        sleeping_barrier();
+        for (int m = 1; m < kModes; ++m) {
+          const double s = run_once(cases[i], static_cast<Mode>(m), tp.get());
           if (r > 0) secs[static_cast<size_t>(m)][i].push_back(s);
         }
       }
     }
   }
+  tp.reset();
   MPI_Finalize();
   if (rank != 0) return 0;
 

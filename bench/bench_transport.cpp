@@ -1,7 +1,8 @@
 // bench_transport: the engine's messaging against raw MPI on the same messages.
 //
 // Run with `mpirun -np 2 bench_transport [--quick] [--json PATH]`. For each message size
-// (1 KiB ... 16 MiB) and three layers, each in its own phase of this one program:
+// (1 KiB ... 16 MiB) and three layers, each run in its own phase (only that layer's traffic;
+// the layers take turns within each repeat) of this one program:
 //   raw MPI    MPI_Send/MPI_Recv ping-pong; MPI_Isend/MPI_Irecv windows for streaming
 //   transport  Transport::send of frames (one part of the message size), handled on the
 //              transport's progress thread
@@ -618,13 +619,15 @@ int main(int argc, char** argv) {
   Checker check;
   auto tp = runtime::make_mpi_transport();
 
-  // One layer at a time; per size one warm-up (full CRC checks, not timed) then the repeats.
-  for (int layer = 0; layer < kLayers; ++layer) {
-    for (size_t s = 0; s < nsizes; ++s) {
-      const Case& c = cases[s];
-      const Pool& p = pools[s];
-      for (int r = 0; r <= repeats; ++r) {
-        const bool verify = r == 0;
+  // Per size: a warm-up run of every layer and measurement (full CRC checks, not timed), then
+  // the repeats. Each run is its own phase (one layer's traffic only); the layers take turns
+  // within a repeat so that a change in machine load does not fall on one layer alone.
+  for (size_t s = 0; s < nsizes; ++s) {
+    const Case& c = cases[s];
+    const Pool& p = pools[s];
+    for (int r = 0; r <= repeats; ++r) {
+      const bool verify = r == 0;
+      for (int layer = 0; layer < kLayers; ++layer) {
         double l = 0;
         if (layer == 0) {
           l = raw_pingpong(rank, c, p, check, verify);
@@ -635,9 +638,8 @@ int main(int argc, char** argv) {
         }
         if (!verify) lat[static_cast<size_t>(layer)][s].push_back(l);
       }
-      for (int r = 0; r <= repeats; ++r) {
-        const bool verify = r == 0;
-        const int n = verify ? c.verify_messages : c.messages;
+      const int n = verify ? c.verify_messages : c.messages;
+      for (int layer = 0; layer < kLayers; ++layer) {
         double b = 0;
         if (layer == 0) {
           b = raw_stream(rank, c, p, check, n, verify);

@@ -7,11 +7,12 @@
 //             sent every broadcast_every steps with the version of its first gradient
 //   delta in  applied through the local optimizer on arrival (the exchange port has priority
 //             over train); staleness = version_ - delta.version, measured before applying
-//   bounded   (max_staleness = k) a replica folds a gradient only if its version stays within
-//             k of the lowest version any unfinished peer may still compute a gradient at
-//             (known from the peers' deltas and version announcements); otherwise the train
-//             port is paused and the delta waits. The replica with the lowest version can
-//             always proceed, so the bound cannot deadlock when k >= broadcast_every.
+//   bounded   (max_staleness = k, broadcast_every = 1) a replica computes its c-th gradient
+//             only once it has folded, from every peer, all gradients numbered up to c-1-s
+//             (or all the peer made, once it finished). With N replicas this bounds the
+//             staleness of every applied delta by (2s+1) + (N-2)(3s+2) (docs/model.md derives
+//             it); s is the largest gap whose bound is at most k. Deltas are still applied on
+//             arrival, so the replica with the fewest steps can always go on: no deadlock.
 // sync: every step all replicas with data contribute their gradient (summed over samples);
 //   each replica applies the sample-weighted mean once every unfinished replica's
 //   contribution for that step arrived, so all replicas take identical steps.
@@ -136,9 +137,10 @@ class ModelDef final : public dataflow::OperatorDef {
       throw ConfigError("unknown nan_policy \"" + o_.nan_policy + "\" (known: skip, error)");
     }
     if (o_.broadcast_every < 1) throw ConfigError("broadcast_every must be at least 1");
-    if (o_.max_staleness && *o_.max_staleness < o_.broadcast_every) {
-      throw ConfigError("max_staleness must be at least broadcast_every (" + std::to_string(o_.broadcast_every) + ")");
+    if (o_.max_staleness && o_.broadcast_every != 1) {
+      throw ConfigError("max_staleness needs broadcast_every = 1 (the bound counts single gradients)");
     }
+    if (o_.max_staleness && o_.mode != "dasgd") throw ConfigError("max_staleness applies to mode = \"dasgd\" only");
     if (o_.epochs_for_convergence < 2) throw ConfigError("epochs_for_convergence must be at least 2");
     if (o_.epoch_size < 1) throw ConfigError("epoch_size must be positive");
     if (o_.optimizer.kind != "sgd" && o_.optimizer.kind != "adam") {
@@ -217,6 +219,16 @@ class ModelInstance final : public dataflow::Operator {
     for (const auto& p : net_.parameters()) shapes_.push_back(p.sizes().vec());
     peers_.resize(static_cast<size_t>(info.instances));
     if (o_.mode != "local") peer_count_ = info.instances - 1;
+    if (o_.max_staleness && info.instances > 1) {
+      // The largest clock gap s whose staleness bound (2s+1) + (N-2)(3s+2) is at most k.
+      auto bound = [n = info.instances](int64_t s) { return (2 * s + 1) + (n - 2) * (3 * s + 2); };
+      if (bound(0) > *o_.max_staleness) {
+        throw ModelError("max_staleness = " + std::to_string(*o_.max_staleness) + " cannot be guaranteed with " +
+                         std::to_string(info.instances) + " replicas: the least bound is " + std::to_string(bound(0)) +
+                         " (2N-3; see docs/model.md)");
+      }
+      while (bound(gap_ + 1) <= *o_.max_staleness) ++gap_;
+    }
     if (!o_.resume.empty()) restore(o_.resume);
   }
 
@@ -256,6 +268,7 @@ class ModelInstance final : public dataflow::Operator {
       m.kind = MessageKind::kFinished;
       m.sender = info_.instance;
       m.version = version_;
+      m.steps = step_;
       m.step = sync_step_;
       send(m, ctx);
     }
@@ -294,8 +307,9 @@ class ModelInstance final : public dataflow::Operator {
 
  private:
   struct Peer {
-    int64_t known_version = 0;     // lowest version its future gradients can have
-    std::deque<Message> pending;   // deltas not yet folded (bounded staleness, coalescing)
+    std::deque<Message> pending;   // deltas not yet folded (coalescing)
+    int64_t folded_steps = 0;      // its gradients folded into this replica
+    int64_t total_steps = -1;      // gradients it made in all, once it finished
     bool finished = false;
   };
 
@@ -361,7 +375,7 @@ class ModelInstance final : public dataflow::Operator {
       sync_contribute(batch, ctx);
       return;
     }
-    if (o_.max_staleness && !may_fold(1, -1)) {
+    if (o_.max_staleness && !may_step()) {
       held_ = batch;  // waits for the peers; deltas keep arriving on the exchange port
       ctx.pause(kTrain);
       return;
@@ -463,7 +477,6 @@ class ModelInstance final : public dataflow::Operator {
     delta_.clear();
     delta_steps_ = delta_samples_ = 0;
     delta_loss_ = delta_acc_ = 0;
-    announced_ = version_;
   }
 
   size_t send(const Message& m, Context& ctx) {
@@ -486,12 +499,10 @@ class ModelInstance final : public dataflow::Operator {
         fold_pending(ctx, false);
         break;
       case MessageKind::kAnnounce:
-        peer.known_version = std::max(peer.known_version, m.version);
-        fold_pending(ctx, false);
-        break;
+        break;  // not sent any more; kept so that the wire value stays reserved
       case MessageKind::kFinished:
         peer.finished = true;
-        peer.known_version = std::max(peer.known_version, m.version);
+        peer.total_steps = m.steps;
         sync_finished_at_[m.sender] = m.step;
         if (o_.mode == "sync") {
           try_complete_sync(ctx);
@@ -509,24 +520,17 @@ class ModelInstance final : public dataflow::Operator {
     }
   }
 
-  // The lowest version at which peer `q` may still compute a gradient this replica has not
-  // folded; nullopt when it never will (finished, nothing pending). `skip_front` leaves out
-  // the front pending delta (the one about to be folded).
-  std::optional<int64_t> lower_bound(const Peer& q, bool skip_front) const {
-    size_t first = skip_front ? 1 : 0;
-    if (q.pending.size() > first) return q.pending[first].version;
-    if (q.finished) return std::nullopt;
-    return q.known_version;
-  }
-
-  // Bounded staleness: may this replica fold `m` more gradients (from peer `from`, whose front
-  // delta they are, or -1 for an own step)?
-  bool may_fold(int64_t m, int64_t from) const {
+  // Bounded staleness: may this replica compute its next gradient (number step_ + 1)? Every
+  // peer's gradients up to number step_ - gap_ must be folded (all of them once it finished).
+  bool may_step() const {
     if (!o_.max_staleness) return true;
+    int64_t need = step_ - gap_;
     for (size_t q = 0; q < peers_.size(); ++q) {
       if (static_cast<int>(q) == info_.instance) continue;
-      auto lb = lower_bound(peers_[q], static_cast<int64_t>(q) == from);
-      if (lb && version_ + m > *lb + *o_.max_staleness) return false;
+      const Peer& p = peers_[q];
+      if (p.folded_steps >= need) continue;
+      if (p.finished && p.folded_steps >= p.total_steps) continue;
+      return false;
     }
     return true;
   }
@@ -534,43 +538,22 @@ class ModelInstance final : public dataflow::Operator {
   // Folds the pending deltas that may be folded now (all of them with `force`), coalescing
   // them when configured, then runs a held train batch if it may go ahead.
   void fold_pending(Context& ctx, bool force) {
-    bool folded = false;
-    if (o_.coalesce && !o_.max_staleness && !force && ctx.queued(kExchangeIn) > 0) return;  // more to sum first
-    if (o_.coalesce && !o_.max_staleness) {
-      std::vector<Message> all;
-      for (auto& p : peers_) {
-        for (auto& m : p.pending) all.push_back(std::move(m));
-        p.pending.clear();
-      }
-      if (!all.empty()) {
-        apply(all, ctx);
-        folded = true;
-      }
+    if (o_.coalesce && !force && ctx.queued(kExchangeIn) > 0) return;  // more to sum first
+    std::vector<Message> all;
+    for (auto& p : peers_) {
+      for (auto& m : p.pending) all.push_back(std::move(m));
+      p.pending.clear();
+    }
+    if (o_.coalesce) {
+      if (!all.empty()) apply(all, ctx);
     } else {
-      for (bool progress = true; progress;) {
-        progress = false;
-        for (size_t q = 0; q < peers_.size(); ++q) {
-          Peer& p = peers_[q];
-          if (p.pending.empty()) continue;
-          if (!force && !may_fold(p.pending.front().steps, static_cast<int64_t>(q))) continue;
-          std::vector<Message> one;
-          one.push_back(std::move(p.pending.front()));
-          p.pending.pop_front();
-          p.known_version = std::max(p.known_version, one[0].version + one[0].steps);
-          apply(one, ctx);
-          folded = progress = true;
-        }
+      for (auto& m : all) {
+        std::vector<Message> one;
+        one.push_back(std::move(m));
+        apply(one, ctx);
       }
     }
-    if (folded && o_.max_staleness && version_ != announced_ && !train_done_) {
-      Message a;
-      a.kind = MessageKind::kAnnounce;
-      a.sender = info_.instance;
-      a.version = version_;
-      send(a, ctx);
-      announced_ = version_;
-    }
-    if (held_ && may_fold(1, -1)) {
+    if (held_ && may_step()) {
       BatchPtr b = std::move(held_);
       held_.reset();
       ctx.resume(kTrain);
@@ -600,6 +583,7 @@ class ModelInstance final : public dataflow::Operator {
       samples += m.samples;
       loss += m.loss_sum;
       acc += m.acc_sum;
+      peers_[static_cast<size_t>(m.sender)].folded_steps += m.steps;
     }
     const auto& params = net_.parameters();
     for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = sum[i];
@@ -976,7 +960,6 @@ class ModelInstance final : public dataflow::Operator {
       throw IoError("corrupt checkpoint in " + dir.string() + ": " + why.substr(0, why.find('\n')), ExitCode::kConfig);
     }
     skip_ = samples_;
-    announced_ = version_;
     epoch_ = version_ / o_.epoch_size;
   }
 
@@ -998,7 +981,7 @@ class ModelInstance final : public dataflow::Operator {
   double delta_loss_ = 0, delta_acc_ = 0;
   int64_t deltas_sent_ = 0, deltas_applied_ = 0;
   uint64_t delta_bytes_sent_ = 0, delta_bytes_max_ = 0;
-  int64_t announced_ = 0;
+  int64_t gap_ = 0;  // bounded staleness: the clock gap s
 
   // Peers.
   int peer_count_ = 0;

@@ -1,5 +1,7 @@
 #include "model/network.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 
 #include "tensair/common/error.hpp"
@@ -9,12 +11,14 @@ namespace {
 
 // PyTorch's default for Linear and Conv layers: weights and biases uniform in
 // ±1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5) gives the same bound).
-void add_affine(torch::jit::Module& m, const std::string& name, std::vector<int64_t> weight_shape) {
+// Initial weights come from a generator of the network's own: replicas built concurrently (one
+// thread per in-process rank) must not interleave draws from torch's global generator.
+void add_affine(torch::jit::Module& m, const std::string& name, std::vector<int64_t> weight_shape, at::Generator& gen) {
   int64_t fan_in = 1;
   for (size_t i = 1; i < weight_shape.size(); ++i) fan_in *= weight_shape[i];
   double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-  at::Tensor w = torch::empty(weight_shape).uniform_(-bound, bound);
-  at::Tensor b = torch::empty({weight_shape[0]}).uniform_(-bound, bound);
+  at::Tensor w = torch::empty(weight_shape).uniform_(-bound, bound, gen);
+  at::Tensor b = torch::empty({weight_shape[0]}).uniform_(-bound, bound, gen);
   m.register_parameter(name + "_weight", w.requires_grad_(true), false);
   m.register_parameter(name + "_bias", b.requires_grad_(true), false);
 }
@@ -22,13 +26,13 @@ void add_affine(torch::jit::Module& m, const std::string& name, std::vector<int6
 // The reference's CIFAR-10 CNN (TensorFlow tutorial), channels first:
 // conv(32,3x3) relu pool2 conv(64,3x3) relu pool2 conv(64,3x3) relu flatten dense(64) relu
 // dense(10): 122,570 parameters.
-torch::jit::Module cifar_cnn() {
+torch::jit::Module cifar_cnn(at::Generator& gen) {
   torch::jit::Module m("CifarCNN");
-  add_affine(m, "conv1", {32, 3, 3, 3});
-  add_affine(m, "conv2", {64, 32, 3, 3});
-  add_affine(m, "conv3", {64, 64, 3, 3});
-  add_affine(m, "fc1", {64, 1024});
-  add_affine(m, "fc2", {10, 64});
+  add_affine(m, "conv1", {32, 3, 3, 3}, gen);
+  add_affine(m, "conv2", {64, 32, 3, 3}, gen);
+  add_affine(m, "conv3", {64, 64, 3, 3}, gen);
+  add_affine(m, "fc1", {64, 1024}, gen);
+  add_affine(m, "fc2", {10, 64}, gen);
   m.define(R"JIT(
 def forward(self, x: Tensor) -> Tensor:
     x = torch.max_pool2d(torch.relu(torch.conv2d(x, self.conv1_weight, self.conv1_bias)), [2, 2])
@@ -41,7 +45,7 @@ def forward(self, x: Tensor) -> Tensor:
   return m;
 }
 
-torch::jit::Module mlp(const std::vector<int64_t>& layers) {
+torch::jit::Module mlp(const std::vector<int64_t>& layers, at::Generator& gen) {
   if (layers.size() < 2) throw ConfigError("an mlp needs layers = [inputs, hidden..., outputs] (at least two sizes)");
   for (int64_t n : layers) {
     if (n < 1) throw ConfigError("mlp layer sizes must be positive, got " + std::to_string(n));
@@ -50,7 +54,7 @@ torch::jit::Module mlp(const std::vector<int64_t>& layers) {
   std::string src = "\ndef forward(self, x: Tensor) -> Tensor:\n    x = torch.flatten(x, 1)\n";
   for (size_t i = 0; i + 1 < layers.size(); ++i) {
     std::string name = "l" + std::to_string(i);
-    add_affine(m, name, {layers[i + 1], layers[i]});
+    add_affine(m, name, {layers[i + 1], layers[i]}, gen);
     std::string lin = "torch.linear(x, self." + name + "_weight, self." + name + "_bias)";
     if (i + 2 < layers.size()) {
       src += "    x = torch.relu(" + lin + ")\n";
@@ -64,11 +68,11 @@ torch::jit::Module mlp(const std::vector<int64_t>& layers) {
 
 // Skip-gram with negative sampling (word2vec.c's initialisation: input vectors uniform in
 // ±0.5/dim, output vectors zero). Embedding lookups use sparse gradients.
-torch::jit::Module skipgram(int64_t vocab, int64_t dim) {
+torch::jit::Module skipgram(int64_t vocab, int64_t dim, at::Generator& gen) {
   if (vocab < 2 || dim < 1) throw ConfigError("skipgram needs vocab >= 2 and dim >= 1");
   torch::jit::Module m("SkipGram");
   double bound = 0.5 / static_cast<double>(dim);
-  m.register_parameter("in_embed", torch::empty({vocab, dim}).uniform_(-bound, bound).requires_grad_(true), false);
+  m.register_parameter("in_embed", torch::empty({vocab, dim}).uniform_(-bound, bound, gen).requires_grad_(true), false);
   m.register_parameter("out_embed", torch::zeros({vocab, dim}).requires_grad_(true), false);
   m.define(R"JIT(
 def forward(self, target: Tensor, context: Tensor, negatives: Tensor) -> Tensor:
@@ -83,19 +87,19 @@ def forward(self, target: Tensor, context: Tensor, negatives: Tensor) -> Tensor:
 }  // namespace
 
 Network::Network(const NetworkOptions& o, uint64_t seed) {
-  torch::manual_seed(seed);
+  at::Generator gen = at::detail::createCPUGenerator(seed);
   if (o.kind == "cifar_cnn") {
-    module_ = cifar_cnn();
+    module_ = cifar_cnn(gen);
     default_inputs_ = {"image"};
     default_loss_ = "cross_entropy";
     description_ = "cifar_cnn";
   } else if (o.kind == "mlp") {
-    module_ = mlp(o.layers);
+    module_ = mlp(o.layers, gen);
     default_inputs_ = {"x"};
     default_loss_ = "cross_entropy";
     description_ = "mlp";
   } else if (o.kind == "skipgram") {
-    module_ = skipgram(o.vocab, o.dim);
+    module_ = skipgram(o.vocab, o.dim, gen);
     default_inputs_ = {"target", "context", "negatives"};
     default_loss_ = "sgns";
     description_ = "skipgram " + std::to_string(o.vocab) + "x" + std::to_string(o.dim);

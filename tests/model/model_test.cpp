@@ -327,13 +327,13 @@ TEST(ModelTest, SparseEmbeddingDeltasAreSmallOnTheWire) {
 
 TEST(ModelTest, MaxStalenessBoundsEveryAppliedDelta) {
   // Rank 0 is slow (its source sleeps), so without a bound the others' deltas reach it very
-  // stale; with max_staleness = 2 none may be more than 2 behind.
+  // stale; with max_staleness = 3 (the least 3 replicas allow) none may be more than 3 behind.
   std::vector<std::vector<Batch>> data = {batches(8, 12, 8, {8}, 3), batches(9, 12, 8, {8}, 3), batches(10, 12, 8, {8}, 3)};
   int64_t unbounded_max = 0;
   for (bool bounded : {false, true}) {
     TempDir dir;
     ModelOptions o = mlp_options({8, 16, 3}, 0.05);
-    if (bounded) o.max_staleness = 2;
+    if (bounded) o.max_staleness = 3;
     RunResult r = run_model(3, data, xy_schema({8}), o, dir, /*delay_ms=*/20);
     for (auto& oc : r.outcomes) ASSERT_FALSE(oc.error) << *oc.error;
     int64_t worst = 0;
@@ -342,13 +342,23 @@ TEST(ModelTest, MaxStalenessBoundsEveryAppliedDelta) {
       EXPECT_EQ(r.summary[k]["version"], 36);
     }
     if (bounded) {
-      EXPECT_LE(worst, 2);
+      EXPECT_LE(worst, 3);
     } else {
       unbounded_max = worst;
     }
     for (int k = 1; k < 3; ++k) EXPECT_LT(max_diff(r.weights[0], r.weights[k]), 1e-5);
   }
-  EXPECT_GT(unbounded_max, 2) << "the slow rank should see stale deltas when nothing bounds them";
+  EXPECT_GT(unbounded_max, 3) << "the slow rank should see stale deltas when nothing bounds them";
+  // A bound below what N replicas allow is refused with the reason.
+  TempDir dir;
+  ModelOptions o = mlp_options({8, 16, 3}, 0.05);
+  o.max_staleness = 2;
+  RunResult r = run_model(3, data, xy_schema({8}), o, dir);
+  bool refused = false;
+  for (auto& oc : r.outcomes) {
+    refused = refused || (oc.error && oc.error->find("max_staleness = 2 cannot be guaranteed with 3 replicas: the least bound is 3") != std::string::npos);
+  }
+  EXPECT_TRUE(refused);
 }
 
 TEST(ModelTest, DeltaMessagesRoundTripDenseSparseAndHalf) {
