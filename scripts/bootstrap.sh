@@ -13,7 +13,7 @@ packages=(
   librdkafka-dev
   pybind11-dev python3-dev python3-mpi4py python3-numpy
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  zlib1g-dev liblzma-dev
+  zlib1g-dev liblzma-dev xz-utils gzip
   python3-matplotlib
 )
 

@@ -128,7 +128,7 @@ int validate_command(const Common& c, int ranks) {
 int operators_command() {
   std::cout << "operator types for job files (docs/job-files.md has their keys):\n";
   for (const auto& [name, description] : tensair::job::operator_types()) {
-    std::printf("  %-16s %s\n", name.c_str(), description.c_str());
+    std::printf("  %-22s %s\n", name.c_str(), description.c_str());
   }
   return 0;
 }

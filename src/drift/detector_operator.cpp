@@ -137,10 +137,12 @@ void register_job_types() {
                std::string key(k.str());
                if (auto s = v.value_exact<std::string>()) {
                  o.params[key] = *s;
+               } else if (auto i = v.value_exact<int64_t>()) {
+                 o.params[key] = std::to_string(*i);
                } else if (auto d = v.value<double>()) {
-                 std::ostringstream os;
-                 os << *d;
-                 o.params[key] = os.str();
+                 char buf[32];  // %.17g: every double reads back exactly
+                 std::snprintf(buf, sizeof buf, "%.17g", *d);
+                 o.params[key] = buf;
                } else if (auto b = v.value<bool>()) {
                  o.params[key] = *b ? "true" : "false";
                } else {

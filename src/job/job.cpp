@@ -110,7 +110,8 @@ dataflow::Routing parse_routing(const Params& p) {
   if (r == "round_robin") return dataflow::Routing::round_robin();
   if (r == "forward") return dataflow::Routing::forward();
   if (r == "broadcast") return dataflow::Routing::broadcast(true);
-  if (r == "broadcast_others") return dataflow::Routing::broadcast(false);
+  // "broadcast(others)" is how `tensair validate` prints it.
+  if (r == "broadcast_others" || r == "broadcast(others)") return dataflow::Routing::broadcast(false);
   if (r == "key_hash" || arg("key_hash")) {
     std::string key = arg("key_hash") ? *arg("key_hash") : p.str("key", "");
     if (key.empty()) p.fail("routing", "key_hash routing needs the key column: key = \"<column>\"");
@@ -300,6 +301,7 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
     // Edges into this operator.
     const auto& inputs = job.graph.operators().back().inputs;
     if (auto in = p.table("inputs")) {
+      if (inputs.empty()) p.fail("inputs", "operator type \"" + type + "\" has no input");
       if (p.has("from")) p.fail("from", "give either from (for the first input port, \"" + inputs.front().name + "\") or [" + name + ".inputs.<port>] tables");
       for (const auto& [port, v] : in->raw()) {
         auto port_params = in->table(std::string(port.str()));

@@ -60,7 +60,8 @@ struct ReduceOptions {
 
 // Input "in"; output "out" with the columns: group_by…, then for count windows `window` (int64:
 // the key's window number, from 0) or for tumbling windows `window_start` and `window_end`
-// (float64 seconds), then the aggregations in the given order. Groups are emitted when their
+// (float64 seconds), then the aggregations in the given order (in job files, an `aggregate`
+// table's entries come in alphabetical order of their names: TOML tables are unordered). Groups are emitted when their
 // window closes (count: on its last record; tumbling: when time passes its end; global and
 // every window still open: when the input ends), each window's groups sorted by key.
 std::shared_ptr<const dataflow::OperatorDef> reduce(ReduceOptions options);
