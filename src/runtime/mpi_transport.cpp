@@ -43,6 +43,14 @@ namespace {
 constexpr int kFrameTag = 7;
 constexpr int kPartTag = 8;
 
+// MPI sends posted to one destination and not yet complete, at most. Open MPI's ob1 numbers the
+// messages to a peer with 16 bits: with more than 65536 of them outstanding (small frames of a
+// fast sender and a slower receiver), a message that arrived out of sequence was matched in the
+// wrong place and frames were delivered 65536 places early (found by bench_pipeline: batches
+// of 1 record, 100,000 frames queued at once). Frames beyond this wait in order in backlog_.
+// The bound also keeps test_sends() cheap: MPI_Testsome scans every outstanding request.
+constexpr size_t kMaxSendsInFlight = 1024;
+
 [[noreturn]] void throw_mpi_error(int rc, const char* call, const char* file, int line) {
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
@@ -153,6 +161,8 @@ class MpiTransport final : public Transport {
     delivered_from_.assign(static_cast<size_t>(world_), 0);
     expected_from_.assign(static_cast<size_t>(world_), 0);
     incoming_.resize(static_cast<size_t>(world_));
+    backlog_.resize(static_cast<size_t>(world_));
+    inflight_.assign(static_cast<size_t>(world_), 0);
   }
 
   ~MpiTransport() override {
@@ -307,17 +317,14 @@ class MpiTransport final : public Transport {
         shutdown_requested = shutdown_requested_;
       }
       for (Queued& q : batch) {
-        if (q.raw) {
-          post_raw(q.dst, std::move(q.raw));
-        } else {
-          post(q.dst, std::move(q.frame));
-        }
+        dispatch(std::move(q));
         work = true;
       }
       batch.clear();
 
       if (world_ > 1 && !barrier_posted_) {
         work |= test_sends();
+        work |= drain_backlog();
         work |= match_incoming();
         work |= progress_incoming();
       }
@@ -354,6 +361,48 @@ class MpiTransport final : public Transport {
   }
 
   // Sends -------------------------------------------------------------------------------------
+
+  // Posts a queued frame now, or keeps it behind the earlier ones to its destination while that
+  // destination has kMaxSendsInFlight sends outstanding (per-destination order is kept).
+  void dispatch(Queued&& q) {
+    if (q.dst != rank_) {
+      auto& waiting = backlog_[static_cast<size_t>(q.dst)];
+      if (!waiting.empty() || inflight_[static_cast<size_t>(q.dst)] >= kMaxSendsInFlight) {
+        waiting.push_back(std::move(q));
+        return;
+      }
+    }
+    post_queued(std::move(q));
+  }
+
+  void post_queued(Queued&& q) {
+    if (q.raw) {
+      post_raw(q.dst, std::move(q.raw));
+    } else {
+      post(q.dst, std::move(q.frame));
+    }
+  }
+
+  bool drain_backlog() {
+    bool work = false;
+    for (size_t d = 0; d < backlog_.size(); ++d) {
+      auto& waiting = backlog_[d];
+      while (!waiting.empty() && inflight_[d] < kMaxSendsInFlight) {
+        Queued q = std::move(waiting.front());
+        waiting.pop_front();
+        post_queued(std::move(q));
+        work = true;
+      }
+    }
+    return work;
+  }
+
+  bool any_backlog() const {
+    for (const auto& waiting : backlog_) {
+      if (!waiting.empty()) return true;
+    }
+    return false;
+  }
 
   void post(int dst, OutFrame frame) {
     const size_t payload = frame.payload_bytes();
@@ -418,6 +467,8 @@ class MpiTransport final : public Transport {
     TENSAIR_MPI_CHECK(MPI_Isend(data, static_cast<int>(size), MPI_BYTE, dst, tag, comm_, &req));
     send_reqs_.push_back(req);
     send_owner_.push_back(slot);
+    send_dst_.push_back(dst);
+    inflight_[static_cast<size_t>(dst)]++;
   }
 
   bool test_sends() {
@@ -428,7 +479,9 @@ class MpiTransport final : public Transport {
                                    &outcount, done_idx_.data(), MPI_STATUSES_IGNORE));
     if (outcount <= 0) return false;
     for (int i = 0; i < outcount; ++i) {
-      uint32_t id = send_owner_[static_cast<size_t>(done_idx_[static_cast<size_t>(i)])];
+      const auto done = static_cast<size_t>(done_idx_[static_cast<size_t>(i)]);
+      inflight_[static_cast<size_t>(send_dst_[done])]--;
+      uint32_t id = send_owner_[done];
       auto it = slots_.find(id);
       if (--it->second.remaining == 0) slots_.erase(it);
     }
@@ -438,11 +491,13 @@ class MpiTransport final : public Transport {
       if (send_reqs_[r] != MPI_REQUEST_NULL) {
         send_reqs_[w] = send_reqs_[r];
         send_owner_[w] = send_owner_[r];
+        send_dst_[w] = send_dst_[r];
         ++w;
       }
     }
     send_reqs_.resize(w);
     send_owner_.resize(w);
+    send_dst_.resize(w);
     return true;
   }
 
@@ -655,6 +710,7 @@ class MpiTransport final : public Transport {
     }
     if (world_ == 1) return true;
     if (!alltoall_posted_) {
+      if (any_backlog()) return false;  // sent_to_ counts posted frames only
       TENSAIR_MPI_CHECK(MPI_Ialltoall(sent_to_.data(), 1, MPI_UINT64_T, expected_from_.data(), 1,
                                       MPI_UINT64_T, comm_, &alltoall_req_));
       alltoall_posted_ = true;
@@ -705,6 +761,9 @@ class MpiTransport final : public Transport {
   // P: progress thread only.
   std::vector<MPI_Request> send_reqs_;
   std::vector<uint32_t> send_owner_;
+  std::vector<int> send_dst_;                // destination of each send request
+  std::vector<size_t> inflight_;             // send requests outstanding per destination
+  std::vector<std::deque<Queued>> backlog_;  // frames waiting for inflight_ to drop
   std::vector<int> done_idx_;
   std::unordered_map<uint32_t, SendSlot> slots_;
   std::shared_ptr<RecvBufferCache> recv_cache_ = std::make_shared<RecvBufferCache>();

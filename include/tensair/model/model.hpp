@@ -62,7 +62,7 @@ struct ModelOptions {
   std::string id = "id";                 // copied into predictions when present
   std::string loss = "cross_entropy";    // cross_entropy | bce | mse | sgns
   uint64_t seed = 1;                     // same on every replica: equal initial weights
-  int threads = 0;                       // torch intra-op threads; 0: cores / local ranks
+  int threads = 0;                       // torch intra-op threads; 0: cores / local ranks - 1 (at least 1)
 
   // Replication.
   std::string mode = "dasgd";            // dasgd | sync | local (no exchange)
