@@ -94,6 +94,15 @@ inline std::string machine_description() {
   return std::to_string(cores) + " cores, " + model;
 }
 
+// "0.52 0.61 0.70": the 1, 5 and 15 minute load averages, to tell a quiet machine from a busy
+// one when reading figures (a 2-core machine with load 2 gives noisy, low numbers).
+inline std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  if (!(in >> a >> b >> c)) return "unknown";
+  return a + " " + b + " " + c;
+}
+
 inline const char* build_type() {
 #ifdef NDEBUG
   return "optimised (NDEBUG)";

@@ -231,6 +231,7 @@ int main(int argc, char** argv) {
   const auto cases = plan(args.quick);
   const int repeats = args.repeats();
   const auto t_start = Clock::now();
+  const std::string load_at_start = bench::load_average();
   const size_t n = cases.size();
   // [mode][case][repeat] seconds; loop[case][repeat]
   std::vector<std::vector<std::vector<double>>> secs(kModes, std::vector<std::vector<double>>(n));
@@ -266,6 +267,7 @@ int main(int argc, char** argv) {
 
   bench::Report report("pipeline");
   report.settings["allocator"] = tensair::allocator_description();
+  report.settings["load_average_at_start"] = load_at_start;
   report.settings["ranks"] = world;
   report.settings["build"] = bench::build_type();
   report.settings["quick"] = args.quick;
@@ -312,9 +314,9 @@ int main(int argc, char** argv) {
     }
     rows.push_back(row);
   }
-  std::printf("## bench_pipeline: %s, %d rank(s), %s, %s%s\n\n",
+  std::printf("## bench_pipeline: %s, %d rank(s), %s, %s, load average at start %s%s\n\n",
               bench::machine_description().c_str(), world, tensair::allocator_description(),
-              bench::build_type(), args.quick ? ", --quick" : "");
+              bench::build_type(), load_at_start.c_str(), args.quick ? ", --quick" : "");
   std::printf(
       "generator -> map (y = x*2+1) -> counting sink; million records/s, median of %d "
       "(sum of y checked)\n\n",

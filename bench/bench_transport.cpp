@@ -600,6 +600,7 @@ int main(int argc, char** argv) {
   const std::vector<Case> cases = plan(args.quick);
   const int repeats = args.repeats();
   const auto t_start = Clock::now();
+  const std::string load_at_start = bench::load_average();
 
   std::vector<Pool> pools;
   for (const Case& c : cases) {
@@ -664,6 +665,7 @@ int main(int argc, char** argv) {
 
   bench::Report report("transport");
   report.settings["allocator"] = tensair::allocator_description();
+  report.settings["load_average_at_start"] = load_at_start;
   report.settings["ranks"] = 2;
   report.settings["mpi"] = mpi_version;
   report.settings["build"] = bench::build_type();
@@ -719,8 +721,9 @@ int main(int argc, char** argv) {
     bw_rows.push_back(brow);
   }
 
-  std::printf("## bench_transport: %s, %s, %s, %s%s\n\n", bench::machine_description().c_str(),
-              mpi_version.c_str(), tensair::allocator_description(), bench::build_type(),
+  std::printf("## bench_transport: %s, %s, %s, %s, load average at start %s%s\n\n",
+              bench::machine_description().c_str(), mpi_version.c_str(),
+              tensair::allocator_description(), bench::build_type(), load_at_start.c_str(),
               args.quick ? ", --quick" : "");
   std::printf("Ping-pong latency, half round trip (us), median of %d:\n\n", repeats);
   std::fputs(bench::markdown_table({"size", "raw MPI", "transport", "dataflow",

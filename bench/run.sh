@@ -14,6 +14,10 @@
 # - Exits non-zero if any program failed (a failed correctness check exits 1) or wrote no
 #   JSON; the figures of the others are still merged.
 set -uo pipefail
+# The whole script is one function, read by bash before it runs: nothing a benchmark does to
+# the script's file descriptor (an mpirun run once left bash reading from a wrong offset) can
+# derail the rest.
+main() {
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-build}
@@ -81,8 +85,8 @@ for p in "${programs[@]}"; do
   else
     cmd=("$p" "${quick[@]}" --json "$json")
   fi
-  say "running: ${cmd[*]}"
-  timeout "$TIMEOUT_S" "${cmd[@]}"
+  say "running: ${cmd[*]} (load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
+  timeout "$TIMEOUT_S" "${cmd[@]}" </dev/null
   rc=$?
   echo
   if [ $rc -ne 0 ]; then
@@ -194,3 +198,5 @@ if [ ${#failed[@]} -gt 0 ]; then
 fi
 [ $merge_rc -eq 0 ] || exit 1
 exit 0
+}
+main "$@"

@@ -335,7 +335,7 @@ TEST(ModelTest, MaxStalenessBoundsEveryAppliedDelta) {
     TempDir dir;
     ModelOptions o = mlp_options({8, 16, 3}, 0.05);
     if (bounded) o.max_staleness = 3;
-    RunResult r = run_model(3, data, xy_schema({8}), o, dir, /*delay_ms=*/20);
+    RunResult r = run_model(3, data, xy_schema({8}), o, dir, /*delay_ms=*/50);
     for (auto& oc : r.outcomes) ASSERT_FALSE(oc.error) << *oc.error;
     int64_t worst = 0;
     for (int k = 0; k < 3; ++k) {
