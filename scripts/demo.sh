@@ -9,7 +9,7 @@ out=out/drift_demo
 echo "== TensAIR demo: a CNN learns CIFAR-10 online; the labels change twice; OPTWIN notices"
 echo "   $bin run examples/drift_demo.toml --out $out ${DEMO_ARGS:-}"
 # shellcheck disable=SC2086  # DEMO_ARGS is a list of arguments
-"$bin" run examples/drift_demo.toml --out "$out" --progress ${DEMO_ARGS:-}
+"$bin" run examples/drift_demo.toml --out "$out" ${DEMO_ARGS:-}  # progress line on a terminal
 /usr/bin/python3 scripts/drift_summary.py "$out" --tolerance 1000
 echo
 "$bin" report "$out"
