@@ -71,8 +71,9 @@ int run_command(const Common& c, const std::string& out_arg, const std::string& 
   try {
     // A first load to learn the job's name for the default output folder.
     if (out_dir.empty()) {
-      load.out_dir = "out";
-      out_dir = std::filesystem::path("out") / tensair::job::load_job(c.job_file, load).name;
+      tensair::job::LoadOptions name_only = load;
+      name_only.job_table_only = true;
+      out_dir = std::filesystem::path("out") / tensair::job::load_job(c.job_file, name_only).name;
     }
     load.out_dir = out_dir;
     job = tensair::job::load_job(c.job_file, load);

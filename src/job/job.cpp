@@ -241,6 +241,7 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
   job.executor.metrics_interval_s = jp.number("metrics_interval", 2.0);
   if (job.executor.metrics_interval_s <= 0) jp.fail("metrics_interval", "must be positive (seconds)");
   jp.check_all_used();
+  if (options.job_table_only) return job;
 
   // Operators, in file order.
   std::vector<std::pair<std::string, const toml::table*>> sections;

@@ -22,8 +22,12 @@ ModelOptions model_options(const job::Params& p) {
   if (network.size() > 3 && (network.ends_with(".pt") || network.ends_with(".pth") || network.find('/') != std::string::npos)) {
     o.network.kind = "torchscript";
     o.network.path = p.input_path("network");
-  } else {
+    if (!std::filesystem::exists(o.network.path)) p.fail("network", "TorchScript file " + o.network.path.string() + " does not exist");
+  } else if (network == "cifar_cnn" || network == "mlp" || network == "skipgram") {
     o.network.kind = network;
+  } else {
+    p.fail("network", "unknown network \"" + network +
+                          "\" (known: cifar_cnn, mlp, skipgram, or a TorchScript file ending in .pt)");
   }
   if (const toml::node* layers = p.node("layers")) {
     const toml::array* arr = layers->as_array();
@@ -36,6 +40,10 @@ ModelOptions model_options(const job::Params& p) {
   }
   o.network.vocab = p.integer("vocab", 0, 0);
   o.network.dim = p.integer("dim", 0, 0);
+  if (o.network.kind == "mlp" && o.network.layers.size() < 2) p.fail("layers", "an mlp needs layers = [inputs, hidden..., outputs]");
+  if (o.network.kind == "skipgram" && (o.network.vocab < 2 || o.network.dim < 1)) {
+    p.fail(o.network.vocab < 2 ? "vocab" : "dim", "a skipgram network needs vocab >= 2 and dim >= 1");
+  }
   std::vector<std::string> default_inputs = o.network.kind == "skipgram" ? std::vector<std::string>{"target", "context", "negatives"}
                                             : o.network.kind == "mlp"    ? std::vector<std::string>{"x"}
                                                                          : std::vector<std::string>{"image"};

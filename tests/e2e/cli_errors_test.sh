@@ -12,6 +12,7 @@ cd "$work"
 printf '[job\nname = "x"\n' > malformed.toml
 printf '[src]\ntype = "text_sauce"\npath = "a.txt"\n' > unknown_op.toml
 cp "$root/examples/wordcount.toml" wc.toml
+printf '[gen]\ntype = "generator"\ncount = 10\ncolumns = { x = "normal[8]", y = "randint(2)" }\n[model]\ntype = "model"\nfrom = "gen"\nnetwork = "mlp"\nlayers = [8, 2]\n' > model.toml
 failures=0
 
 # check NAME EXPECTED_SUBSTRING COMMAND...
@@ -42,6 +43,8 @@ for launch in "" "mpirun --oversubscribe -np 2"; do
   check "${tag}unknown key" 'unknown key "pth" in [source]' $launch "$bin" run wc.toml --set source.pth=x
   check "${tag}wrong type" '--set source.batch_size: expected an integer, got a string' $launch "$bin" run wc.toml --set source.batch_size=lots
 done
+check "unknown network" '--set model.network: unknown network "mlpp" (known: cifar_cnn, mlp, skipgram' "$bin" validate model.toml --set model.network=mlpp
+check "missing model file" 'gone/m.pt does not exist' "$bin" run model.toml --set model.network=gone/m.pt
 check "unknown command" 'unknown command "rnu"' "$bin" rnu wc.toml
 check "missing argument" 'job is required' "$bin" run
 exit $((failures > 0))

@@ -30,6 +30,9 @@ struct LoadOptions {
   std::filesystem::path out_dir = "out";
   // The CLI's --resume: a checkpoint directory stateful operators (models) start from.
   std::filesystem::path resume;
+  // Read only the file and its [job] table (name, settings) and build no operator: what the
+  // CLI needs to name the default output folder without building the job twice.
+  bool job_table_only = false;
 };
 
 struct Job {
