@@ -47,7 +47,8 @@ PY
 done
 
 # The demo's terminal summary and the report work on a real run.
-$py "$root/scripts/drift_summary.py" "$work/drift_demo.1" | grep -q "2 true change(s)"
+summary=$($py "$root/scripts/drift_summary.py" "$work/drift_demo.1")
+grep -q "2 true change(s)" <<< "$summary"
 "$bin" report "$work/drift_demo.1" > /dev/null
 test -s "$work/drift_demo.1/report.md"
 echo "examples: cifar10, word2vec, drift_demo, elec2 ran on 1 and 2 ranks"
