@@ -151,10 +151,18 @@ void register_job_types() {
                (void)params->node(key);
              }
            }
+           // Blame the key the mistake is in: the detector's name, watch, or a parameter.
+           std::string key = "params";
+           try {
+             make_detector(o.detector, {});
+           } catch (const ConfigError&) {
+             key = "detector";
+           }
+           if (o.watch != "predict" && o.watch != "train" && o.watch != "all") key = "watch";
            try {
              return detector_operator(o);
            } catch (const ConfigError& e) {
-             p.fail("params", e.what());
+             p.fail(key, e.what());
            }
          }});
     return true;

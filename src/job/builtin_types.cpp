@@ -115,6 +115,7 @@ bool registered = [] {
     o.keys = p.strings("keys");
     o.left_prefix = p.str("left_prefix", o.left_prefix);
     o.right_prefix = p.str("right_prefix", o.right_prefix);
+    if (o.keys.empty()) p.fail("keys", "name at least one key column, e.g. keys = [\"id\"]");
     try {
       o.window = ops::parse_window(p.str("window", "global"));
       return ops::join(o);
