@@ -91,6 +91,7 @@ class DetectorDef final : public dataflow::OperatorDef {
         BatchBuilder control(control_schema());
         control.column(0).append_string("start");
         if (o_.reset_optimizer) control.column(0).append_string("reset_optimizer");
+        if (o_.warmup) control.column(0).append_string("warmup");
         ctx.emit(0, control.finish());
         BatchBuilder d(drift_schema());
         d.column(0).append<int64_t>(index);
@@ -132,6 +133,7 @@ void register_job_types() {
            o.column = p.str("column", o.column);
            o.watch = p.str("watch", o.watch);
            o.reset_optimizer = p.boolean("reset_optimizer", false);
+           o.warmup = p.boolean("warmup", false);
            if (auto params = p.table("params")) {
              for (const auto& [k, v] : params->raw()) {
                std::string key(k.str());

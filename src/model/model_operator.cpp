@@ -445,6 +445,7 @@ class ModelInstance final : public dataflow::Operator {
         delta_loss_ += loss * static_cast<double>(batch->rows());
         delta_acc_ += acc * static_cast<double>(batch->rows());
       }
+      set_learning_rate();
       prepare_grads();
       opt_->step();
     }
@@ -456,6 +457,19 @@ class ModelInstance final : public dataflow::Operator {
     emit_metrics(ctx, "train", loss, acc, batch->rows());
     if (o_.mode == "dasgd" && delta_steps_ >= o_.broadcast_every) flush_delta(ctx);
     after_step(ctx);
+  }
+
+  // The learning rate of the next own step: during a warm-up, k/warmup_steps of the configured
+  // one at the k-th step; the configured one otherwise.
+  void set_learning_rate() {
+    double lr = o_.optimizer.lr;
+    if (warmup_left_ > 0) {
+      lr *= static_cast<double>(o_.warmup_steps - warmup_left_ + 1) / static_cast<double>(o_.warmup_steps);
+      --warmup_left_;
+    }
+    if (lr == current_lr_) return;
+    for (auto& group : opt_->param_groups()) group.options().set_lr(lr);
+    current_lr_ = lr;
   }
 
   void after_step(Context& ctx) {
@@ -743,8 +757,11 @@ class ModelInstance final : public dataflow::Operator {
         training_ = false;
       } else if (cmd == "reset_optimizer") {
         opt_ = make_optimizer(o_.optimizer, net_.parameters());
+        current_lr_ = -1;
+      } else if (cmd == "warmup") {
+        warmup_left_ = o_.warmup_steps;
       } else {
-        ctx.dead_letter("unknown model command (known: start, stop, reset_optimizer)", cmd);
+        ctx.dead_letter("unknown model command (known: start, stop, reset_optimizer, warmup)", cmd);
         continue;
       }
       ctx.log_event({{"kind", "model_control"}, {"command", cmd}, {"step", step_}, {"version", version_}, {"training", training_}});
@@ -822,7 +839,7 @@ class ModelInstance final : public dataflow::Operator {
     ctx.emit(kMetrics, b.finish());
     if (++metric_rows_ % std::max<int64_t>(1, o_.log_every) == 0 || std::string(phase) == "eval") {
       nlohmann::json e = {{"kind", "model"}, {"phase", phase}, {"step", step_}, {"version", version_},
-                          {"records", samples_ + predictions_},
+                          {"records", samples_ + predictions_}, {"lr", current_lr_ < 0 ? o_.optimizer.lr : current_lr_},
                           {"samples_per_s", rate_}, {"staleness_mean", smean}, {"staleness_max", staleness_window_max_},
                           {"training", training_}};
       if (std::isfinite(loss)) e["loss"] = loss;
@@ -986,6 +1003,8 @@ class ModelInstance final : public dataflow::Operator {
   int64_t deltas_sent_ = 0, deltas_applied_ = 0;
   uint64_t delta_bytes_sent_ = 0, delta_bytes_max_ = 0;
   int64_t gap_ = 0;  // bounded staleness: the clock gap s
+  int64_t warmup_left_ = 0;  // own steps left in a learning-rate warm-up
+  double current_lr_ = -1;   // the rate set in the optimizer (-1: as configured)
 
   // Peers.
   int peer_count_ = 0;

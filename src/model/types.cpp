@@ -6,7 +6,7 @@
 //   optimizer = "sgd" | "adam", lr, momentum, weight_decay, beta1, beta2, eps
 //   mode = "dasgd" | "sync" | "local", broadcast_every, max_staleness, fp16, sparse, coalesce
 //   training = "always" | "until_converged" | "never", epoch_size, convergence_factor,
-//   epochs_for_convergence, eval_every, max_steps, nan_policy = "skip" | "error"
+//   epochs_for_convergence, eval_every, max_steps, nan_policy = "skip" | "error", warmup_steps
 //   checkpoint_dir, checkpoint_every, resume, export, csv, log_every
 //   vocab_file, embeddings, probe_words, neighbours (skipgram)
 #include "tensair/job/registry.hpp"
@@ -73,6 +73,7 @@ ModelOptions model_options(const job::Params& p) {
   o.eval_every = p.integer("eval_every", 0, 0);
   o.max_steps = p.integer("max_steps", 0, 0);
   o.nan_policy = p.str("nan_policy", o.nan_policy);
+  o.warmup_steps = p.integer("warmup_steps", o.warmup_steps, 1);
   if (p.has("checkpoint_dir")) o.checkpoint_dir = p.output_path("checkpoint_dir");
   o.checkpoint_every = p.integer("checkpoint_every", 0, 0);
   if (p.has("resume")) {

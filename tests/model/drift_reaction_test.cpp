@@ -71,6 +71,9 @@ TEST(DriftReactionTest, ConvergeStopSwapDetectResumeRecover) {
     // Mean shifts only: OPTWIN's variance test also fires on a single spike of a per-batch
     // loss, which is not a change of concept.
     d.params = {{"detect", "mean"}};
+    d.warmup = true;  // and the model ramps its learning rate up after each detection
+    m.warmup_steps = 50;
+    m.log_every = 5;
     dataflow::ExecutorOptions eo;
     eo.out_dir = dir;
     auto outcomes = testing::run_graph(
@@ -89,7 +92,8 @@ TEST(DriftReactionTest, ConvergeStopSwapDetectResumeRecover) {
     for (const auto& oc : outcomes) ASSERT_FALSE(oc.error) << *oc.error;
 
     // The events of the run.
-    std::vector<nlohmann::json> converged, drifts, starts;
+    std::vector<nlohmann::json> converged, drifts, starts, warmups;
+    double lowest_lr_after_drift = 1e9;
     std::ifstream in(dir / "metrics.jsonl");
     for (std::string line; std::getline(in, line);) {
       auto j = nlohmann::json::parse(line);
@@ -97,10 +101,16 @@ TEST(DriftReactionTest, ConvergeStopSwapDetectResumeRecover) {
       if (kind == "converged") converged.push_back(j);
       if (kind == "drift") drifts.push_back(j);
       if (kind == "model_control" && j["command"] == "start") starts.push_back(j);
+      if (kind == "model_control" && j["command"] == "warmup") warmups.push_back(j);
+      if (kind == "model" && !warmups.empty() && j["phase"] == "train") {
+        lowest_lr_after_drift = std::min(lowest_lr_after_drift, j["lr"].get<double>());
+      }
     }
     ASSERT_GE(converged.size(), 2u) << "converged before and after the swap, ranks " << ranks;
     ASSERT_GE(drifts.size(), 1u) << "ranks " << ranks;
     EXPECT_GE(starts.size(), static_cast<size_t>(ranks)) << "every replica was told to train again";
+    EXPECT_GE(warmups.size(), static_cast<size_t>(ranks)) << "and to warm its learning rate up";
+    EXPECT_LT(lowest_lr_after_drift, 0.5 * m.optimizer.lr) << "training resumed at a lower learning rate";
 
     // Rank 0's model, in order: train ... (converged) predict with a low loss ... predict with a
     // high loss (the swap) ... train again ... and at the end a low loss again.

@@ -30,6 +30,7 @@ struct DetectorOperatorOptions {
   // "train", or "all".
   std::string watch = "predict";
   bool reset_optimizer = false;    // also send "reset_optimizer" on drift
+  bool warmup = false;             // also send "warmup": the model ramps its learning rate up
 };
 
 std::shared_ptr<const dataflow::OperatorDef> detector_operator(DetectorOperatorOptions options);

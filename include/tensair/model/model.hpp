@@ -7,7 +7,7 @@
 //            predict    features (+ id): predictions only                        (optional)
 //            evaluate   a held-out stream, kept and evaluated every eval_every steps (optional)
 //            control    column `command` (string): "start" / "stop" training,
-//                       "reset_optimizer"; used by the drift detector                (optional)
+//                       "reset_optimizer", "warmup"; used by the drift detector      (optional)
 //            exchange   deltas from the other replicas (connected automatically)
 //   outputs  predictions  id (when the input has it) + `output` (the network's output)
 //            metrics      one row per batch: rank, step, version, phase (train, predict,
@@ -80,6 +80,9 @@ struct ModelOptions {
   int64_t eval_every = 0;                // steps between evaluations (0: at the end only)
   int64_t max_steps = 0;                 // stop training after this many local steps (0: no limit)
   std::string nan_policy = "skip";       // skip | error
+  // After a "warmup" command (sent by the drift detector with warmup = true), the learning rate
+  // ramps linearly from lr/warmup_steps back to lr over this many own steps.
+  int64_t warmup_steps = 100;
 
   // Files (paths may contain {rank}).
   std::filesystem::path checkpoint_dir;  // empty: no checkpoints
