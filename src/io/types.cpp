@@ -36,18 +36,7 @@ namespace {
 
 using job::Params;
 
-ops::SourceOptions source_options(const Params& p) {
-  ops::SourceOptions o;
-  o.batch_size = p.integer("batch_size", o.batch_size, 1);
-  o.rate = p.number("rate", 0);
-  if (o.rate < 0) p.fail("rate", "must not be negative (0: as fast as possible)");
-  o.burst = p.number("burst", 0);
-  if (o.burst < 0) p.fail("burst", "must not be negative");
-  o.replay = p.integer("replay", 1, 0);
-  o.limit = p.integer("limit", 0, 0);
-  o.shard = p.boolean("shard", true);
-  return o;
-}
+using job::source_options;  // the keys every source takes
 
 // A path or an array of paths, each resolved as Params::input_path does: relative to the job
 // file's directory, or to the working directory for a value given with --set.

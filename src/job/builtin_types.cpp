@@ -13,18 +13,6 @@ namespace {
 
 using dataflow::Schema;
 
-ops::SourceOptions source_options(const Params& p) {
-  ops::SourceOptions o;
-  o.batch_size = p.integer("batch_size", o.batch_size, 1);
-  o.rate = p.number("rate", 0);
-  if (o.rate < 0) p.fail("rate", "must not be negative (0: as fast as possible)");
-  o.burst = p.number("burst", 0);
-  o.replay = p.integer("replay", 1, 0);
-  o.limit = p.integer("limit", 0, 0);
-  o.shard = p.boolean("shard", true);
-  return o;
-}
-
 Schema column_specs(const Params& p, const std::string& key) {
   Schema out;
   for (const std::string& text : p.strings(key, std::vector<std::string>{})) {
@@ -202,6 +190,19 @@ bool registered = [] {
 }();
 
 }  // namespace
+
+ops::SourceOptions source_options(const Params& p) {
+  ops::SourceOptions o;
+  o.batch_size = p.integer("batch_size", o.batch_size, 1);
+  o.rate = p.number("rate", 0);
+  if (o.rate < 0) p.fail("rate", "must not be negative (0: as fast as possible)");
+  o.burst = p.number("burst", 0);
+  if (o.burst < 0) p.fail("burst", "must not be negative");
+  o.replay = p.integer("replay", 1, 0);
+  o.limit = p.integer("limit", 0, 0);
+  o.shard = p.boolean("shard", true);
+  return o;
+}
 
 // Keeps this file's registrations linked into programs that use the job library.
 void link_builtin_types() { (void)registered; }

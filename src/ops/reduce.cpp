@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include "tensair/common/error.hpp"
@@ -298,6 +299,25 @@ class Windows {
   }
   void close_until(int64_t w) { first_open_ = std::max(first_open_, w); }
 
+  // Event time: the window of row `r` of `time`, or nullopt after reporting the row as a dead
+  // letter (a time that is not finite, or a window already closed: a late record; `what`
+  // says which input, for messages).
+  std::optional<int64_t> assign(const Column& time, int64_t r, Context& ctx, const std::string& what) const {
+    double t = time.as_double(r);
+    if (!std::isfinite(t)) {
+      ctx.dead_letter("time column \"" + spec_.time_column + "\" is not finite", std::to_string(t));
+      return std::nullopt;
+    }
+    int64_t w = window_of(t);
+    if (closed(w)) {
+      ctx.dead_letter("late record" + what + ": its window [" + std::to_string(window_start(w)) + ", " +
+                          std::to_string(window_end(w)) + ") already closed",
+                      "t=" + std::to_string(t));
+      return std::nullopt;
+    }
+    return w;
+  }
+
   const WindowSpec& spec() const { return spec_; }
 
  private:
@@ -440,18 +460,9 @@ class ReduceDef final : public OperatorDef {
       for (int64_t r = 0; r < batch->rows(); ++r) {
         int64_t w = 0;
         if (time) {
-          double t = time->as_double(r);
-          if (!std::isfinite(t)) {
-            ctx.dead_letter("time column \"" + def_.o_.window.time_column + "\" is not finite", std::to_string(t));
-            continue;
-          }
-          w = windows_.window_of(t);
-          if (windows_.closed(w)) {
-            ctx.dead_letter("late record: its window [" + std::to_string(windows_.window_start(w)) + ", " +
-                                std::to_string(windows_.window_end(w)) + ") already closed",
-                            "t=" + std::to_string(t));
-            continue;
-          }
+          auto assigned = windows_.assign(*time, r, ctx, "");
+          if (!assigned) continue;
+          w = *assigned;
         } else if (windows_.processing_time()) {
           w = current_window_;
         }
@@ -697,19 +708,9 @@ class JoinDef final : public OperatorDef {
       for (int64_t r = 0; r < batch->rows(); ++r) {
         int64_t w = 0;
         if (time) {
-          double t = time->as_double(r);
-          if (!std::isfinite(t)) {
-            ctx.dead_letter("time column \"" + def_.o_.window.time_column + "\" is not finite", std::to_string(t));
-            continue;
-          }
-          w = windows_.window_of(t);
-          if (windows_.closed(w)) {
-            ctx.dead_letter(std::string("late record on ") + (port == 0 ? "left" : "right") + ": its window [" +
-                                std::to_string(windows_.window_start(w)) + ", " +
-                                std::to_string(windows_.window_end(w)) + ") already closed",
-                            "t=" + std::to_string(t));
-            continue;
-          }
+          auto assigned = windows_.assign(*time, r, ctx, port == 0 ? " on left" : " on right");
+          if (!assigned) continue;
+          w = *assigned;
         }
         KeyCodec::encode(keys, r, key_);
         mine.windows[w][key_].push_back({batch, r});

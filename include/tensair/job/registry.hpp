@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tensair/job/params.hpp"
+#include "tensair/ops/sources.hpp"
 #include "tensair/dataflow/operator.hpp"
 
 namespace tensair::job {
@@ -21,6 +22,9 @@ struct OperatorType {
 };
 
 void register_operator_type(OperatorType type);
+
+// The keys every source takes: batch_size, rate, burst, replay, limit, shard.
+ops::SourceOptions source_options(const Params& p);
 // nullptr when unknown.
 const OperatorType* find_operator_type(const std::string& name);
 std::vector<const OperatorType*> all_operator_types();
