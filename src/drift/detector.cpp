@@ -79,17 +79,23 @@ void ParamReader::fail(const std::string& key, const std::string& message) const
   throw ConfigError(detector_ + " parameter \"" + key + "\": " + message);
 }
 
+// The characters of a number in `text`: without surrounding blanks and a leading '+'.
+static std::pair<const char*, const char*> number_text(const std::string& text) {
+  const char* begin = text.data();
+  const char* end = text.data() + text.size();
+  while (begin < end && (*begin == ' ' || *begin == '\t')) ++begin;
+  while (end > begin && (end[-1] == ' ' || end[-1] == '\t')) --end;
+  if (begin < end && *begin == '+') ++begin;
+  return {begin, end};
+}
+
 double ParamReader::number(const std::string& key, double def, double lo, double hi, bool lo_open,
                            bool hi_open) const {
   auto it = params_.find(key);
   if (it == params_.end()) return def;
   const std::string& text = it->second;
   double v = 0;
-  const char* begin = text.data();
-  const char* end = text.data() + text.size();
-  while (begin < end && (*begin == ' ' || *begin == '\t')) ++begin;
-  while (end > begin && (end[-1] == ' ' || end[-1] == '\t')) --end;
-  if (begin < end && *begin == '+') ++begin;
+  auto [begin, end] = number_text(text);
   auto [ptr, ec] = std::from_chars(begin, end, v);
   if (ec != std::errc() || ptr != end || begin == end || !std::isfinite(v)) {
     fail(key, "expected a number, got \"" + text + "\"");
@@ -110,11 +116,7 @@ uint64_t ParamReader::integer(const std::string& key, uint64_t def, uint64_t lo,
   if (it == params_.end()) return def;
   const std::string& text = it->second;
   uint64_t v = 0;
-  const char* begin = text.data();
-  const char* end = text.data() + text.size();
-  while (begin < end && (*begin == ' ' || *begin == '\t')) ++begin;
-  while (end > begin && (end[-1] == ' ' || end[-1] == '\t')) --end;
-  if (begin < end && *begin == '+') ++begin;
+  auto [begin, end] = number_text(text);
   auto [ptr, ec] = std::from_chars(begin, end, v);
   if (ec != std::errc() || ptr != end || begin == end) {
     fail(key, "expected a whole number, got \"" + text + "\"");

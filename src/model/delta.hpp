@@ -22,7 +22,6 @@ namespace tensair::model {
 
 enum class MessageKind : int64_t {
   kDelta = 0,      // gradients a replica applied, for the others to apply
-  kAnnounce = 1,   // the sender's version (bounded staleness)
   kFinished = 2,   // the sender's train stream ended; `step` = sync steps it contributed to
   kConverged = 3,  // the sender found convergence
   kSync = 4,       // sync mode: the sender's gradient for step `step`, summed over `samples`

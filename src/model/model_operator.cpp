@@ -237,7 +237,7 @@ class ModelInstance final : public dataflow::Operator {
   }
 
   void open(Context& ctx) override {
-    started_ = last_rate_time_ = Clock::now();
+    last_rate_time_ = Clock::now();
     if (!o_.csv_path.empty()) {
       std::filesystem::path p = substitute_rank(o_.csv_path.string(), info_.rank);
       if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
@@ -419,7 +419,6 @@ class ModelInstance final : public dataflow::Operator {
   }
 
   void train_step(const BatchPtr& batch, Context& ctx) {
-    auto t0 = Clock::now();
     double loss = 0, acc = 0;
     if (!gradient(*batch, loss, acc, ctx)) return;
     {
@@ -452,7 +451,6 @@ class ModelInstance final : public dataflow::Operator {
     ++step_;
     ++version_;
     samples_ += batch->rows();
-    busy_s_ += std::chrono::duration<double>(Clock::now() - t0).count();
     account(loss, acc, 1, ctx);
     emit_metrics(ctx, "train", loss, acc, batch->rows());
     if (o_.mode == "dasgd" && delta_steps_ >= o_.broadcast_every) flush_delta(ctx);
@@ -516,8 +514,6 @@ class ModelInstance final : public dataflow::Operator {
         peer.pending.push_back(std::move(m));
         fold_pending(ctx, false);
         break;
-      case MessageKind::kAnnounce:
-        break;  // not sent any more; kept so that the wire value stays reserved
       case MessageKind::kFinished:
         peer.finished = true;
         peer.total_steps = m.steps;
@@ -535,6 +531,8 @@ class ModelInstance final : public dataflow::Operator {
         sync_[m.step].push_back(std::move(m));
         try_complete_sync(ctx);
         break;
+      default:
+        throw DataError("model message of unknown kind " + std::to_string(static_cast<int64_t>(m.kind)));
     }
   }
 
@@ -752,7 +750,6 @@ class ModelInstance final : public dataflow::Operator {
         if (o_.training == "never") continue;
         training_ = true;
         past_losses_.clear();
-        epochs_since_change_ = 0;
       } else if (cmd == "stop") {
         training_ = false;
       } else if (cmd == "reset_optimizer") {
@@ -1025,13 +1022,12 @@ class ModelInstance final : public dataflow::Operator {
   int64_t epoch_ = 0, epoch_count_ = 0;
   double epoch_loss_ = 0;
   std::deque<double> past_losses_;
-  int64_t epochs_since_change_ = 0;
 
   std::vector<BatchPtr> eval_set_;
   std::ofstream csv_;
-  Clock::time_point started_, last_rate_time_;
+  Clock::time_point last_rate_time_;
   int64_t rate_samples_ = 0, metric_rows_ = 0;
-  double rate_ = 0, busy_s_ = 0;
+  double rate_ = 0;
 };
 
 std::unique_ptr<dataflow::Operator> ModelDef::instantiate(const dataflow::InstanceInfo& info) const {
