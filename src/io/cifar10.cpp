@@ -225,8 +225,8 @@ void check_concept_change(const ConceptChange& change) {
 
 std::shared_ptr<const dataflow::OperatorDef> cifar10_source(Cifar10Options o) {
   if (o.paths.empty()) o.paths = cifar10_train_files();
-  for (const auto& p : o.paths) detail::require_file(p);
-  detail::check_source_options(o.source);
+  for (const auto& p : o.paths) ops::require_input_file(p);
+  ops::check_source_options(o.source);
   if (o.shuffle_buffer < 0) throw ConfigError("shuffle_buffer must not be negative (0: stream order)");
   for (size_t i = 0; i < o.concept_changes.size(); ++i) {
     check_concept_change(o.concept_changes[i]);
@@ -251,7 +251,7 @@ std::shared_ptr<const dataflow::OperatorDef> cifar10_source(Cifar10Options o) {
     params += " concept_changes_at=";
     for (size_t i = 0; i < o.concept_changes.size(); ++i) params += (i ? "," : "") + std::to_string(o.concept_changes[i].at);
   }
-  params += " " + detail::source_options_text(o.source);
+  params += " " + ops::source_options_text(o.source);
   return std::make_shared<detail::SourceDef>(
       "cifar10_source", std::vector<dataflow::PortSpec>{{"out", schema}},
       [o, schema](const dataflow::InstanceInfo& info) { return std::make_unique<CifarSource>(o, schema, info); },

@@ -289,8 +289,8 @@ std::vector<std::filesystem::path> default_text_corpora() {
 
 std::shared_ptr<const dataflow::OperatorDef> skipgram_source(SkipGramOptions o) {
   if (o.paths.empty()) o.paths = default_text_corpora();
-  for (const auto& p : o.paths) detail::require_file(p);
-  detail::check_source_options(o.source);
+  for (const auto& p : o.paths) ops::require_input_file(p);
+  ops::check_source_options(o.source);
   if (o.min_count < 1) throw ConfigError("min_count must be at least 1, got " + std::to_string(o.min_count));
   if (o.max_vocab < 0) throw ConfigError("max_vocab must not be negative (0: no cap)");
   if (!(o.sample >= 0)) throw ConfigError("sample must not be negative (0: no subsampling)");
@@ -314,7 +314,7 @@ std::shared_ptr<const dataflow::OperatorDef> skipgram_source(SkipGramOptions o) 
             " sentences=" + std::to_string(corpus->train.size()) + "/" + std::to_string(corpus->holdout.size()) +
             " window=" + std::to_string(o.window) + " negatives=" + std::to_string(o.negatives) +
             " sample=" + fmt::format("{:g}", o.sample) + " seed=" + std::to_string(o.seed) + " " +
-            detail::source_options_text(o.source);
+            ops::source_options_text(o.source);
   log().debug("skipgram_source: {}", params);
   // The held-out port exists only with a held-out split, so that `from = "name"` names the
   // training output when there is none.

@@ -1,7 +1,7 @@
-// Internal helpers shared by the io/ sources: the common source options (the same checks and
-// description as ops' sources), a definition class, a deterministic RNG, and StagedSource, the
-// produce() loop of a record source with sharding, replay, limit, rate and an optional shuffle
-// buffer. Not a public header.
+// Internal helpers shared by the io/ sources (which check and describe their common options
+// with ops' check_source_options and source_options_text): a definition class, a deterministic
+// RNG, and StagedSource, the produce() loop of a record source with sharding, replay, limit, rate
+// and an optional shuffle buffer. Not a public header.
 #pragma once
 
 #include <cstdint>
@@ -20,12 +20,6 @@
 
 namespace tensair::io::detail {
 
-// Throws ConfigError for impossible SourceOptions (the same rules as ops' sources).
-void check_source_options(const ops::SourceOptions& o);
-// "batch_size=1024 replay=1 limit=10"
-std::string source_options_text(const ops::SourceOptions& o);
-// IoError (exit code 2) when `path` does not exist.
-void require_file(const std::filesystem::path& path);
 // The file name, for messages.
 inline std::string file_name(const std::filesystem::path& p) { return p.filename().string(); }
 

@@ -232,9 +232,9 @@ class TabularSource final : public detail::StagedSource<TabRow> {
 }  // namespace
 
 std::shared_ptr<const dataflow::OperatorDef> tabular_source(TabularOptions o) {
-  detail::require_file(o.data);
-  if (!o.labels.empty()) detail::require_file(o.labels);
-  detail::check_source_options(o.source);
+  ops::require_input_file(o.data);
+  if (!o.labels.empty()) ops::require_input_file(o.labels);
+  ops::check_source_options(o.source);
   if (o.labels.empty() && !o.label_column) {
     throw ConfigError("no labels: give a label file (labels) or the label's field in the data (label_column)");
   }
@@ -299,7 +299,7 @@ std::shared_ptr<const dataflow::OperatorDef> tabular_source(TabularOptions o) {
                                                                        : std::string(1, layout.separator));
   params += " fields=" + std::to_string(n) + " d=" + std::to_string(d);
   if (o.standardize) params += " standardize=true";
-  params += " " + detail::source_options_text(o.source);
+  params += " " + ops::source_options_text(o.source);
   return std::make_shared<detail::SourceDef>(
       "tabular_source", std::vector<dataflow::PortSpec>{{"out", schema}},
       [o, layout, schema](const dataflow::InstanceInfo& info) {

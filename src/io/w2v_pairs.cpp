@@ -203,8 +203,8 @@ class EvalPairs final : public PairsSourceBase {
 
 std::shared_ptr<const dataflow::OperatorDef> w2v_pairs_source(W2vPairsOptions o) {
   if (o.path.empty()) o.path = data_dir() / "tensair" / "w2v" / "shakespeare_train.txt.gz";
-  detail::require_file(o.path);
-  detail::check_source_options(o.source);
+  ops::require_input_file(o.path);
+  ops::check_source_options(o.source);
   bool eval = false;
   if (o.format == "auto") eval = o.path.extension() == ".bytes";
   else if (o.format == "eval") eval = true;
@@ -238,7 +238,7 @@ std::shared_ptr<const dataflow::OperatorDef> w2v_pairs_source(W2vPairsOptions o)
   std::string params = "path=" + o.path.string() + " format=" + (eval ? "eval" : "text") +
                        " negatives=" + std::to_string(m - 1);
   if (examples >= 0) params += " examples=" + std::to_string(examples);
-  params += " " + detail::source_options_text(o.source);
+  params += " " + ops::source_options_text(o.source);
   return std::make_shared<detail::SourceDef>(
       "w2v_pairs_source", std::vector<dataflow::PortSpec>{{"out", schema}},
       [o, m, eval, schema](const dataflow::InstanceInfo& info) -> std::unique_ptr<dataflow::Operator> {

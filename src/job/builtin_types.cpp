@@ -79,8 +79,7 @@ bool registered = [] {
     o.group_by = p.strings("group_by", std::vector<std::string>{});
     auto aggs = p.table("aggregate");
     if (!aggs) p.fail("aggregate", "missing: give a table of output = \"function(column)\", e.g. { n = \"count\" }");
-    for (const auto& [k, v] : aggs->raw()) {
-      std::string name(k.str());
+    for (const std::string& name : aggs->keys()) {
       try {
         o.aggregations.push_back(ops::parse_aggregation(name, aggs->str(name)));
       } catch (const ConfigError& e) {
@@ -117,9 +116,7 @@ bool registered = [] {
     o.seed = static_cast<uint64_t>(p.integer("seed", 1));
     auto cols = p.table("columns");
     if (!cols) p.fail("columns", "missing: give a table of column = \"generator\"");
-    for (const auto& [k, v] : cols->raw()) {
-      o.columns.push_back({std::string(k.str()), cols->str(std::string(k.str()))});
-    }
+    for (const std::string& name : cols->keys()) o.columns.push_back({name, cols->str(name)});
     o.source = source_options(p);
     try {
       return ops::generator_source(o);
@@ -162,7 +159,7 @@ bool registered = [] {
     ops::SelectOptions o;
     o.columns = p.strings("columns", std::vector<std::string>{});
     if (auto r = p.table("rename")) {
-      for (const auto& [k, v] : r->raw()) o.rename.emplace_back(std::string(k.str()), r->str(std::string(k.str())));
+      for (const std::string& name : r->keys()) o.rename.emplace_back(name, r->str(name));
     }
     return ops::select(o);
   }});

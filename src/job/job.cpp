@@ -115,6 +115,9 @@ dataflow::Routing parse_routing(const Params& p) {
   if (r == "key_hash" || arg("key_hash")) {
     std::string key = arg("key_hash") ? *arg("key_hash") : p.str("key", "");
     if (key.empty()) p.fail("routing", "key_hash routing needs the key column: key = \"<column>\"");
+    if (arg("key_hash") && p.has("key") && p.str("key", "") != key) {
+      p.fail("key", "\"" + p.str("key", "") + "\" contradicts routing = \"" + r + "\"; give the key column once");
+    }
     return dataflow::Routing::key_hash(key);
   }
   if (r == "to_rank" || arg("to_rank")) {
@@ -124,6 +127,9 @@ dataflow::Routing parse_routing(const Params& p) {
         rank = std::stoll(*a);
       } catch (...) {
         p.fail("routing", "to_rank needs a rank number, got \"" + *a + "\"");
+      }
+      if (p.has("rank") && p.integer("rank", 0, 0) != rank) {
+        p.fail("rank", std::to_string(p.integer("rank", 0, 0)) + " contradicts routing = \"" + r + "\"; give the rank once");
       }
     } else {
       rank = p.integer("rank", 0, 0);

@@ -1,5 +1,9 @@
 #include "tensair/job/params.hpp"
 
+#include <algorithm>
+#include <limits>
+#include <utility>
+
 #include "tensair/common/error.hpp"
 #include "tensair/common/paths.hpp"
 
@@ -166,6 +170,19 @@ std::optional<Params> Params::table(const std::string& key) const {
   const toml::table* t = n->as_table();
   if (!t) fail(key, std::string("expected a table, got ") + type_name(*n));
   return Params(*t, section_ + "." + key, ctx_);
+}
+
+std::vector<std::string> Params::keys() const {
+  std::vector<std::pair<toml::source_position, std::string>> entries;
+  for (const auto& [k, v] : table_) entries.emplace_back(k.source().begin, std::string(k.str()));
+  // A key made by --set has no position (line 0): after those from the file.
+  auto rank = [](const toml::source_position& p) {
+    return std::make_pair(p.line == 0 ? std::numeric_limits<toml::source_index>::max() : p.line, p.column);
+  };
+  std::stable_sort(entries.begin(), entries.end(), [&](const auto& a, const auto& b) { return rank(a.first) < rank(b.first); });
+  std::vector<std::string> out;
+  for (auto& e : entries) out.push_back(std::move(e.second));
+  return out;
 }
 
 void Params::check_all_used() const {

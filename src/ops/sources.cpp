@@ -52,6 +52,32 @@ int64_t TokenBucket::take(int64_t want, const Context& ctx) {
   }
 }
 
+// Common options ----------------------------------------------------------------------------
+
+std::string source_options_text(const SourceOptions& o) {
+  std::string s = "batch_size=" + std::to_string(o.batch_size);
+  if (o.rate > 0) s += " rate=" + std::to_string(static_cast<int64_t>(o.rate)) + "/s";
+  s += " replay=" + (o.replay == 0 ? std::string("forever") : std::to_string(o.replay));
+  if (o.limit > 0) s += " limit=" + std::to_string(o.limit);
+  if (!o.shard) s += " shard=false";
+  return s;
+}
+
+void check_source_options(const SourceOptions& o) {
+  if (o.batch_size < 1) throw ConfigError("batch_size must be at least 1, got " + std::to_string(o.batch_size));
+  if (o.rate < 0) throw ConfigError("rate must not be negative");
+  if (o.burst < 0) throw ConfigError("burst must not be negative (0: a tenth of a second's worth)");
+  if (o.replay < 0) throw ConfigError("replay must not be negative (0 replays forever)");
+  if (o.limit < 0) throw ConfigError("limit must not be negative (0: no limit)");
+}
+
+void require_input_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    throw IoError("input file " + path.string() + " does not exist", ExitCode::kConfig);
+  }
+}
+
 namespace {
 
 // Reads the records of one input, pass after pass.
@@ -126,22 +152,6 @@ class RecordSource final : public dataflow::Operator {
   bool in_pass_ = false;
 };
 
-std::string options_text(const SourceOptions& o) {
-  std::string s = "batch_size=" + std::to_string(o.batch_size);
-  if (o.rate > 0) s += " rate=" + std::to_string(static_cast<int64_t>(o.rate)) + "/s";
-  s += " replay=" + (o.replay == 0 ? std::string("forever") : std::to_string(o.replay));
-  if (o.limit > 0) s += " limit=" + std::to_string(o.limit);
-  if (!o.shard) s += " shard=false";
-  return s;
-}
-
-void check_options(const SourceOptions& o) {
-  if (o.batch_size < 1) throw ConfigError("batch_size must be at least 1, got " + std::to_string(o.batch_size));
-  if (o.rate < 0) throw ConfigError("rate must not be negative");
-  if (o.replay < 0) throw ConfigError("replay must not be negative (0 replays forever)");
-  if (o.limit < 0) throw ConfigError("limit must not be negative (0: no limit)");
-}
-
 // A source definition: schema, a reader factory, and the common options.
 class SourceDef final : public dataflow::OperatorDef {
  public:
@@ -153,14 +163,14 @@ class SourceDef final : public dataflow::OperatorDef {
         options_(options),
         factory_(std::move(factory)),
         params_(std::move(params)) {
-    check_options(options_);
+    check_source_options(options_);
   }
   std::string type() const override { return type_; }
   std::vector<dataflow::PortSpec> outputs() const override { return {{"out", schema_}}; }
   std::unique_ptr<dataflow::Operator> instantiate(const dataflow::InstanceInfo& info) const override {
     return std::make_unique<RecordSource>(options_, schema_, factory_(info), info);
   }
-  std::string describe() const override { return params_ + " " + options_text(options_); }
+  std::string describe() const override { return params_ + " " + source_options_text(options_); }
 
  private:
   std::string type_;
@@ -169,13 +179,6 @@ class SourceDef final : public dataflow::OperatorDef {
   ReaderFactory factory_;
   std::string params_;
 };
-
-void require_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
-    throw IoError("input file " + path.string() + " does not exist", ExitCode::kConfig);
-  }
-}
 
 std::string clip(std::string_view s) { return std::string(s.substr(0, 200)); }
 
@@ -521,7 +524,7 @@ class GeneratorReader final : public RecordReader {
 // Factories -------------------------------------------------------------------------------------
 
 std::shared_ptr<const dataflow::OperatorDef> text_source(TextSourceOptions o) {
-  require_file(o.path);
+  require_input_file(o.path);
   Schema schema{{o.column, DType::kString, {}}};
   if (!o.index_column.empty()) schema.push_back({o.index_column, DType::kInt64, {}});
   auto path = o.path;
@@ -533,7 +536,7 @@ std::shared_ptr<const dataflow::OperatorDef> text_source(TextSourceOptions o) {
 }
 
 std::shared_ptr<const dataflow::OperatorDef> csv_source(CsvSourceOptions o) {
-  require_file(o.path);
+  require_input_file(o.path);
   Schema fields = o.columns;
   if (fields.empty()) {
     if (!o.header) throw ConfigError("a CSV source without a header line needs its columns listed");
@@ -572,7 +575,7 @@ std::shared_ptr<const dataflow::OperatorDef> csv_source(CsvSourceOptions o) {
 }
 
 std::shared_ptr<const dataflow::OperatorDef> binary_source(BinarySourceOptions o) {
-  require_file(o.path);
+  require_input_file(o.path);
   if (o.fields.empty()) throw ConfigError("a binary source needs at least one field");
   int64_t sum = 0;
   for (const ColumnSpec& f : o.fields) {

@@ -151,6 +151,12 @@ TEST_F(JobTest, EdgeMistakes) {
             "edge source.out -> split.in: key column \"nope\" is not among the columns of source.out (line: string)");
   EXPECT_EQ(error(kPipeline, {"sink.rank=1"}),
             "edge split.out -> sink.in: to_rank(1) but \"sink\" has no instance on rank 1 (placement: rank 0)");
+  // The short forms name the key column or rank; a separate key or rank must agree with them.
+  EXPECT_EQ(error(kPipeline, {"sink.routing=to_rank(1)"}),
+            "DIR/job.toml:18: [sink] key \"rank\": 0 contradicts routing = \"to_rank(1)\"; give the rank once");
+  EXPECT_NO_THROW(load(kPipeline, {"sink.routing=to_rank(0)"}));
+  EXPECT_EQ(error(kPipeline, {"split.routing=key_hash(line)", "split.key=word"}),
+            "--set split.key: \"word\" contradicts routing = \"key_hash(line)\"; give the key column once");
 }
 
 TEST_F(JobTest, TooFewRanksForThePlacement) {
@@ -174,6 +180,39 @@ TEST_F(JobTest, MissingJobFile) {
     EXPECT_EQ(e.exit_code(), ExitCode::kConfig);
     EXPECT_EQ(std::string(e.what()), "job file " + (dir_ / "nope.toml").string() + " does not exist");
   }
+}
+
+TEST_F(JobTest, TableEntriesBecomeColumnsInFileOrder) {
+  const char* job = R"toml([gen]
+type = "generator"
+count = 10
+columns = { zeta = "sequence", alpha = "randint(3)" }
+
+[sum]
+type = "reduce"
+from = "gen"
+group_by = "alpha"
+aggregate = { total = "sum(zeta)", n = "count", biggest = "max(zeta)" }
+
+[out]
+type = "stdout_sink"
+from = "sum"
+)toml";
+  auto names = [](const std::optional<dataflow::Schema>& s) {
+    std::vector<std::string> n;
+    for (const auto& c : *s) n.push_back(c.name);
+    return n;
+  };
+  Job j = load(job);
+  const auto& gen = j.graph.operators()[0];
+  EXPECT_EQ(names(gen.outputs[0].schema), (std::vector<std::string>{"zeta", "alpha"}));
+  const auto& sum = j.graph.operators()[1];
+  EXPECT_EQ(names(sum.def->infer_outputs({gen.outputs[0].schema})[0]),
+            (std::vector<std::string>{"alpha", "total", "n", "biggest"}));
+  // An entry that only --set adds comes after those of the file.
+  Job k = load(job, {"sum.aggregate.least=min(zeta)"});
+  EXPECT_EQ(names(k.graph.operators()[1].def->infer_outputs({gen.outputs[0].schema})[0]),
+            (std::vector<std::string>{"alpha", "total", "n", "biggest", "least"}));
 }
 
 TEST_F(JobTest, EveryOperatorTypeIsListed) {

@@ -176,6 +176,44 @@ TEST(TextSourceTest, MissingFileIsAConfigError) {
   }
 }
 
+TEST(SourceOptionsTest, ImpossibleOptionsAreRefusedWithTheReason) {
+  auto error_of = [](SourceOptions s) -> std::string {
+    try {
+      check_source_options(s);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_EQ(error_of({}), "accepted");
+  SourceOptions s;
+  s.batch_size = 0;
+  EXPECT_EQ(error_of(s), "batch_size must be at least 1, got 0");
+  s = {};
+  s.rate = -1;
+  EXPECT_EQ(error_of(s), "rate must not be negative");
+  s = {};
+  s.burst = -5;
+  EXPECT_EQ(error_of(s), "burst must not be negative (0: a tenth of a second's worth)");
+  s = {};
+  s.replay = -1;
+  EXPECT_EQ(error_of(s), "replay must not be negative (0 replays forever)");
+  s = {};
+  s.limit = -2;
+  EXPECT_EQ(error_of(s), "limit must not be negative (0: no limit)");
+  // Every source checks them before it starts.
+  TextSourceOptions t;
+  t.path = "/dev/null";
+  t.source.burst = -1;
+  EXPECT_THROW(text_source(t), ConfigError);
+  s = {};
+  s.rate = 250;
+  s.replay = 0;
+  s.limit = 10;
+  s.shard = false;
+  EXPECT_EQ(source_options_text(s), "batch_size=1024 rate=250/s replay=forever limit=10 shard=false");
+}
+
 TEST(CsvSourceTest, ParsesTypesQuotesAndDeadLettersBadRows) {
   TempDir dir;
   write_file(dir / "t.csv",

@@ -59,6 +59,11 @@ class Params {
   std::string where(const std::string& key = "") const;
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
 
+  // The table's keys in the order the file gives them (the TOML reader keeps them sorted by
+  // name); keys that only --set added come last, by name. For tables whose entries become
+  // columns, so the columns come out in the order the user wrote.
+  std::vector<std::string> keys() const;
+
   // Throws for the first key of the table that no getter read.
   void check_all_used() const;
 

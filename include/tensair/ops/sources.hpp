@@ -36,6 +36,14 @@ struct SourceOptions {
   bool shard = true;
 };
 
+// Throws ConfigError for impossible options: batch_size < 1, a negative rate, replay or limit.
+// Every source (here and in io/) checks its options with this.
+void check_source_options(const SourceOptions& o);
+// The options as `tensair validate` shows them, e.g. "batch_size=1024 replay=1 limit=10".
+std::string source_options_text(const SourceOptions& o);
+// Throws IoError (exit code 2) naming `path` when it does not exist.
+void require_input_file(const std::filesystem::path& path);
+
 // One record per line of a text file (plain, .gz or .xz): column `column` (string), and when
 // `index_column` is not empty, the line's 0-based index within the file (int64).
 struct TextSourceOptions {
