@@ -10,8 +10,9 @@
 // Invariants:
 // - A channel is written by exactly one thread (its sending instance), so its sequence numbers
 //   are assigned in send order; remote receivers check them (FIFO, no loss, no duplicate).
-// - queued_bytes of a channel counts bytes pushed to the receiving inbox and not yet processed;
-//   it never exceeds the channel's credit except for a single batch larger than the credit.
+// - queued_bytes of a channel counts the credit charge (column bytes + kBatchCreditCharge) of
+//   the batches pushed to the receiving inbox and not yet processed; it never exceeds the
+//   channel's credit except for a single batch larger than the credit.
 // - cycle_sent is incremented before a batch on a cycle edge is handed over; cycle_processed
 //   after process() of such a batch returned (including everything it emitted). With all
 //   outside inputs of a cycle ended, equal sums over two consecutive waves mean the cycle is
@@ -58,6 +59,10 @@ enum class FrameKind : uint8_t {
 };
 
 enum class LogStream : uint8_t { kMetrics = 0, kDeadLetters = 1 };
+
+// What a batch of `bytes` column bytes counts against a channel's credit (and in its queued
+// bytes); the sender and the receiver compute it alike from the batch.
+size_t credit_charge(size_t bytes) { return bytes + kBatchCreditCharge; }
 
 struct Counters {
   std::atomic<uint64_t> records_in{0}, records_out{0}, bytes_in{0}, bytes_out{0};
@@ -743,7 +748,7 @@ void Executor::Impl::cancel_all() {
 void Executor::Impl::send(Instance& from, Channel& ch, const BatchPtr& batch) {
   const size_t bytes = batch->byte_size();
   if (ch.gate) {
-    auto waited = ch.gate->acquire(bytes);
+    auto waited = ch.gate->acquire(credit_charge(bytes));
     if (waited.count() > 0) {
       from.c.credit_waits++;
       from.c.credit_wait_ns += static_cast<uint64_t>(waited.count());
@@ -773,21 +778,22 @@ void Executor::Impl::deliver(Channel& ch, InboxItem item) {
   Instance* dst = local_by_global[static_cast<size_t>(ch.dst)];
   TENSAIR_ASSERT(dst != nullptr, "delivery to an instance on another rank");
   if (item.kind == InboxItem::Kind::kData) {
-    int64_t q = ch.queued_bytes.fetch_add(static_cast<int64_t>(item.bytes)) +
-                static_cast<int64_t>(item.bytes);
+    const auto charge = static_cast<int64_t>(credit_charge(item.bytes));
+    int64_t q = ch.queued_bytes.fetch_add(charge) + charge;
     atomic_max(ch.queued_peak, q);
   }
   dst->inbox->push(std::move(item));
 }
 
 void Executor::Impl::consumed(Channel& ch, size_t bytes) {
-  int64_t left = ch.queued_bytes.fetch_sub(static_cast<int64_t>(bytes)) - static_cast<int64_t>(bytes);
+  const size_t charge = credit_charge(bytes);
+  int64_t left = ch.queued_bytes.fetch_sub(static_cast<int64_t>(charge)) - static_cast<int64_t>(charge);
   if (ch.cycle) return;
   if (ch.src_rank == rank) {
-    ch.gate->release(bytes);
+    ch.gate->release(charge);
     return;
   }
-  uint64_t pending = ch.pending_credit.fetch_add(bytes) + bytes;
+  uint64_t pending = ch.pending_credit.fetch_add(charge) + charge;
   // Return credit in chunks, and everything as soon as the channel's queue is empty, so a
   // waiting sender never stalls on credit that is merely held back.
   if (pending >= ch.window / 4 || left == 0) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iostream>
 #include <map>
 #include <set>
 #include <thread>
@@ -139,9 +140,10 @@ TEST_P(EngineTest, FifoNoLossNoDuplicateUnderBackPressure) {
 
 INSTANTIATE_TEST_SUITE_P(Routings, EngineTest, ::testing::Values("round_robin", "key_hash"));
 
-// 100,000 one-record batches from rank 0 to the last rank, in order: tiny batches hardly use
-// the credit, so very many sends are outstanding at once (Open MPI delivered them out of
-// order beyond 65,536 outstanding sends to one peer before the transport bounded them).
+// 100,000 one-record batches from rank 0 to the last rank, in order: tiny batches use little
+// credit (272 bytes each), so tens of thousands of sends are outstanding at once (Open MPI
+// delivered them out of order beyond 65,536 outstanding sends to one peer before the transport
+// bounded them).
 TEST(EngineManyTinyBatches, HundredThousandOneRecordBatchesArriveInOrder) {
   const int64_t kBatches = 100000;
   for (int ranks : testing::rank_counts()) {
@@ -166,6 +168,44 @@ TEST(EngineManyTinyBatches, HundredThousandOneRecordBatchesArriveInOrder) {
     ASSERT_EQ(s.rows(), 1);
     EXPECT_EQ(s.column("received").at<int64_t>(0), kBatches) << "ranks " << ranks;
     EXPECT_EQ(s.column("violations").at<int64_t>(0), 0) << "ranks " << ranks;
+  }
+}
+
+// Credit bounds the number of batches queued, not only their bytes: a slow consumer of
+// one-record batches (16 bytes) behind 4 KiB of credit never has more than 4096 / (16 + 256)
+// = 15 of them waiting (counting column bytes alone would let 256 wait).
+TEST(EngineManyTinyBatches, CreditBoundsHowManyTinyBatchesWait) {
+  const size_t kCredit = 4096;
+  const int64_t kMaxQueued = static_cast<int64_t>(kCredit / (16 + dataflow::kBatchCreditCharge));
+  for (int ranks : testing::rank_counts()) {
+    auto deepest = std::make_shared<ops::Collection>();
+    auto outcomes = testing::run_graph(ranks, [&](Graph& g, int, int world) {
+      g.add("source", sequence_source(400, 1), Placement::on(0));
+      g.add("slow", lambda_op({"slow", {{"in"}}, {{"out"}}, [](const InstanceInfo&) {
+                                 struct Slow final : Operator {
+                                   void process(int, const BatchPtr&, Context& ctx) override {
+                                     deepest = std::max(deepest, static_cast<int64_t>(ctx.queued(0)));
+                                     std::this_thread::sleep_for(std::chrono::microseconds(200));
+                                   }
+                                   void on_finish(Context& ctx) override {
+                                     ctx.emit(0, testing::int64_batch({{"deepest", {deepest}}}));
+                                   }
+                                   int64_t deepest = 0;
+                                 };
+                                 return std::make_unique<Slow>();
+                               }}),
+            Placement::on(world - 1));
+      g.add("deepest", ops::collect(deepest), Placement::on(0));
+      g.connect("source", "slow", Routing::to_rank(world - 1), kCredit);
+      g.connect("slow", "deepest", Routing::to_rank(0));
+    });
+    for (const auto& o : outcomes) ASSERT_FALSE(o.error) << "rank " << o.rank << ": " << *o.error;
+    if (!hosts_rank0()) continue;
+    Batch d = deepest->rows();
+    ASSERT_EQ(d.rows(), 1);
+    std::cout << "ranks " << ranks << ": at most " << d.column("deepest").at<int64_t>(0) << " batches waited (bound "
+              << kMaxQueued << ")\n";
+    EXPECT_LE(d.column("deepest").at<int64_t>(0), kMaxQueued) << "ranks " << ranks;
   }
 }
 

@@ -31,6 +31,12 @@
 
 namespace tensair::dataflow {
 
+// What one batch counts against a channel's credit besides its column bytes: a fixed charge for
+// the batch itself (its header, column objects, queue entry). Without it a stream of one-record
+// batches of 8 bytes could queue a million batches in 8 MiB of credit; with it a channel holds
+// at most credit / (bytes + 256) batches, however small they are.
+constexpr size_t kBatchCreditCharge = 256;
+
 struct ExecutorOptions {
   std::filesystem::path out_dir;     // metrics.jsonl and dead_letters.jsonl; empty: not written
   size_t credit_bytes = 8 << 20;     // credit per channel for edges that do not set their own
