@@ -14,7 +14,6 @@
 
 #include "common/hash.hpp"
 #include "tensair/common/error.hpp"
-#include "tensair/common/log.hpp"
 #include "tensair/dataflow/operator.hpp"
 #include "tensair/ops/sources.hpp"
 
@@ -71,13 +70,11 @@ class SourceDef final : public dataflow::OperatorDef {
   std::string params_;
 };
 
-// The produce() loop of a source whose input is a sequence of records, read pass after pass.
-//
-// Record indices count every record read, over all passes and (when sharded) all instances;
-// instance i of n owns the records whose index is i modulo n (SourceOptions::shard). `limit`
-// stops reading at that index. Owned records go through a staging buffer: with capacity 1 they
-// leave in read order; with a larger capacity (a shuffle buffer) each emitted record is drawn
-// uniformly from the buffer, which is refilled from the input, and drained at the end.
+// The produce() loop of a source whose input is a sequence of records, read pass after pass
+// (ops::SourceCursor: passes, replay, limit and which instance owns which record index).
+// Owned records go through a staging buffer: with capacity 1 they leave in read order; with a
+// larger capacity (a shuffle buffer) each emitted record is drawn uniformly from the buffer,
+// which is refilled from the input, and drained at the end.
 template <class Item>
 class StagedSource : public dataflow::Operator {
  public:
@@ -88,8 +85,7 @@ class StagedSource : public dataflow::Operator {
       : opt_(options),
         schema_(std::move(schema)),
         bucket_(options.rate, options.burst),
-        instance_(info.instance),
-        instances_(info.instances),
+        cursor_(options, info),
         capacity_(shuffle_buffer > 1 ? static_cast<size_t>(shuffle_buffer) : 1),
         shuffle_(shuffle_buffer > 1),
         rng_(mix_seed(shuffle_seed, static_cast<uint64_t>(info.instance), 0x5348554646ULL)) {}
@@ -114,7 +110,7 @@ class StagedSource : public dataflow::Operator {
   virtual void start_pass(int64_t pass, dataflow::Context& ctx) = 0;
   // Reads the next record. When `mine`, parses it into `item` and returns kItem, or reports it
   // to ctx.dead_letter and returns kSkipped; otherwise skips it cheaply (kSkipped). kEnd at the
-  // end of the pass. `index` is the record's index (see above).
+  // end of the pass. `index` is the record's index (ops::SourceCursor).
   virtual Read read(bool mine, int64_t index, Item& item, dataflow::Context& ctx) = 0;
   // Appends a staged record to the batch being built.
   virtual void append(Item& item, dataflow::BatchBuilder& out, dataflow::Context& ctx) = 0;
@@ -122,52 +118,38 @@ class StagedSource : public dataflow::Operator {
   const ops::SourceOptions& options() const { return opt_; }
 
  private:
+  // One step of reading: starts a pass, or reads one record into the buffer, or finds the end.
   void read_one(dataflow::Context& ctx) {
     if (ctx.cancelled()) throw Cancelled();
-    if (!in_pass_) {
-      if (opt_.replay > 0 && pass_ >= opt_.replay) {
+    switch (cursor_.next()) {
+      case ops::SourceCursor::Next::kStop:
         input_done_ = true;
         return;
-      }
-      start_pass(pass_, ctx);
-      in_pass_ = true;
-      pass_records_ = 0;
+      case ops::SourceCursor::Next::kStartPass:
+        start_pass(cursor_.pass(), ctx);
+        cursor_.pass_started();
+        return;
+      case ops::SourceCursor::Next::kRead:
+        break;
     }
-    if (opt_.limit > 0 && index_ >= opt_.limit) {
-      input_done_ = true;
-      return;
-    }
-    const bool mine = !opt_.shard || instances_ == 1 || index_ % instances_ == instance_;
-    Read r = read(mine, index_, item_, ctx);
+    Read r = read(cursor_.mine(), cursor_.index(), item_, ctx);
     if (r == Read::kEnd) {
-      in_pass_ = false;
-      pass_++;
-      if (pass_records_ == 0) {
-        // An empty input would make an endless replay spin forever.
-        if (opt_.replay == 0) log().warn("{}: the input has no records, stopping", ctx.info().name);
-        input_done_ = true;
-      }
+      cursor_.pass_ended(ctx.info().name);
       return;
     }
-    index_++;
-    pass_records_++;
+    cursor_.record_read();
     if (r == Read::kItem) buffer_.push_back(std::move(item_));
   }
 
   ops::SourceOptions opt_;
   dataflow::Schema schema_;
   ops::TokenBucket bucket_;
-  int instance_;
-  int instances_;
+  ops::SourceCursor cursor_;
   size_t capacity_;
   bool shuffle_;
   Rng rng_;
   std::vector<Item> buffer_;
   Item item_{};  // the record being read
-  int64_t pass_ = 0;
-  int64_t index_ = 0;
-  int64_t pass_records_ = 0;
-  bool in_pass_ = false;
   bool input_done_ = false;
 };
 

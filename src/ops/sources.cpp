@@ -78,6 +78,37 @@ void require_input_file(const std::filesystem::path& path) {
   }
 }
 
+// SourceCursor ----------------------------------------------------------------------------------
+
+SourceCursor::SourceCursor(const SourceOptions& options, const dataflow::InstanceInfo& info)
+    : opt_(options), instance_(info.instance), instances_(info.instances) {}
+
+SourceCursor::Next SourceCursor::next() const {
+  if (stopped_) return Next::kStop;
+  if (!in_pass_) return opt_.replay > 0 && pass_ >= opt_.replay ? Next::kStop : Next::kStartPass;
+  if (opt_.limit > 0 && index_ >= opt_.limit) return Next::kStop;
+  return Next::kRead;
+}
+
+void SourceCursor::pass_started() {
+  in_pass_ = true;
+  pass_records_ = 0;
+}
+
+void SourceCursor::record_read() {
+  index_++;
+  pass_records_++;
+}
+
+void SourceCursor::pass_ended(const std::string& source) {
+  in_pass_ = false;
+  pass_++;
+  if (pass_records_ == 0) {
+    if (opt_.replay == 0) log().warn("{}: the input has no records, stopping", source);
+    stopped_ = true;
+  }
+}
+
 namespace {
 
 // Reads the records of one input, pass after pass.
@@ -101,42 +132,28 @@ class RecordSource final : public dataflow::Operator {
         schema_(std::move(schema)),
         reader_(std::move(reader)),
         bucket_(options.rate, options.burst),
-        instance_(info.instance),
-        instances_(info.instances) {}
+        cursor_(options, info) {}
 
   SourceState produce(Context& ctx) override {
-    if (!in_pass_) {
-      if (opt_.replay > 0 && pass_ >= opt_.replay) return SourceState::kDone;
-      reader_->start_pass();
-      in_pass_ = true;
-      pass_records_ = 0;
-    }
     const int64_t want = bucket_.take(opt_.batch_size, ctx);
     BatchBuilder out(schema_);
-    bool done = false;
     while (out.rows() < want) {
-      if (opt_.limit > 0 && index_ >= opt_.limit) {
-        done = true;
-        break;
+      const SourceCursor::Next next = cursor_.next();
+      if (next == SourceCursor::Next::kStop) break;
+      if (next == SourceCursor::Next::kStartPass) {
+        reader_->start_pass();
+        cursor_.pass_started();
+        continue;
       }
-      const bool mine = !opt_.shard || instances_ == 1 || index_ % instances_ == instance_;
-      if (!reader_->next(mine, out, ctx)) {
-        in_pass_ = false;
-        pass_++;
-        if (pass_records_ == 0) {
-          // An empty input would make an endless replay spin forever.
-          if (opt_.replay == 0) log().warn("{}: the input has no records, stopping", ctx.info().name);
-          done = true;
-        }
-        break;
+      if (!reader_->next(cursor_.mine(), out, ctx)) {
+        cursor_.pass_ended(ctx.info().name);
+        break;  // a batch does not span passes
       }
-      index_++;
-      pass_records_++;
+      cursor_.record_read();
       if (ctx.cancelled()) throw Cancelled();
     }
     if (out.rows() > 0) ctx.emit(0, out.finish());
-    if (done) return SourceState::kDone;
-    return SourceState::kMore;
+    return cursor_.next() == SourceCursor::Next::kStop ? SourceState::kDone : SourceState::kMore;
   }
 
  private:
@@ -144,12 +161,7 @@ class RecordSource final : public dataflow::Operator {
   Schema schema_;
   std::unique_ptr<RecordReader> reader_;
   TokenBucket bucket_;
-  int instance_;
-  int instances_;
-  int64_t pass_ = 0;
-  int64_t index_ = 0;  // records read so far, over all passes
-  int64_t pass_records_ = 0;
-  bool in_pass_ = false;
+  SourceCursor cursor_;
 };
 
 // A source definition: schema, a reader factory, and the common options.

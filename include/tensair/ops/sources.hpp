@@ -10,8 +10,9 @@
 // - replay: how many passes over the input (0: forever). limit: stop after this many records
 //   in total (0: no limit), counted over all passes and all instances.
 // - shard: when the source has several instances, instance i takes the records whose index
-//   (counted from 0 over the whole input, within each pass) is i modulo the instance count;
-//   without sharding every instance emits every record.
+//   (counted from 0 over all passes, SourceCursor) is i modulo the instance count, so each
+//   pass is split among the instances with no record lost or doubled; without sharding every
+//   instance emits every record.
 // - Records that cannot be parsed go to the dead-letter output with the file and line/record
 //   number; a missing file, or a truncated/corrupt compressed file, ends the job with an error
 //   naming the file.
@@ -99,6 +100,42 @@ struct GeneratorSourceOptions {
   SourceOptions source;
 };
 std::shared_ptr<const dataflow::OperatorDef> generator_source(GeneratorSourceOptions options);
+
+// Where a source that reads records one at a time stands in its input, pass after pass: the
+// pass, replay, limit and shard rules of SourceOptions in one place, for the sources here and
+// in io/. Record indices count every record read, over all passes and (when sharded) all
+// instances. Not thread-safe.
+class SourceCursor {
+ public:
+  SourceCursor(const SourceOptions& options, const dataflow::InstanceInfo& info);
+
+  enum class Next { kStartPass, kRead, kStop };
+  // What to do before the next record: open (or rewind) the input for a new pass and call
+  // pass_started(); read the record at index(); or stop (the passes are done, the limit is
+  // reached, or a pass had no records).
+  Next next() const;
+  void pass_started();
+  // The record at index() was read, whether this instance kept it or not.
+  void record_read();
+  // The input has no more records in this pass. A pass without records stops the source, as
+  // an endless replay of an empty input would spin (logged as a warning naming `source`).
+  void pass_ended(const std::string& source);
+
+  // Does this instance own the record at index()?
+  bool mine() const { return !opt_.shard || instances_ == 1 || index_ % instances_ == instance_; }
+  int64_t index() const { return index_; }
+  int64_t pass() const { return pass_; }
+
+ private:
+  SourceOptions opt_;
+  int instance_;
+  int instances_;
+  int64_t pass_ = 0;
+  int64_t index_ = 0;
+  int64_t pass_records_ = 0;
+  bool in_pass_ = false;
+  bool stopped_ = false;
+};
 
 // Waits for and hands out record tokens at a fixed rate (see SourceOptions). Not thread-safe.
 class TokenBucket {
