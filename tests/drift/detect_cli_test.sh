@@ -3,6 +3,7 @@
 # input (one line on stderr, exit code 2, no crash).
 # Usage: detect_cli_test.sh TENSAIR_BINARY
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/expect_error.sh"
 bin=$1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -55,35 +56,21 @@ assert j["updates_per_s"] > 0, j
 assert "window" in j["state"], j
 '; then echo "ok   [--json]"; else fail "--json" "$json"; fi
 
-# Bad input: exit 2 and exactly one line on stderr.
-check() {
-  local name=$1 expect=$2
-  shift 2
-  local err rc lines
-  err=$(timeout 60 "$@" 2>&1 >/dev/null)
-  rc=$?
-  lines=$(printf '%s\n' "$err" | grep -c '^tensair: ')
-  if [ "$rc" -ne 2 ] || [ "$lines" -ne 1 ] || ! printf '%s' "$err" | grep -qF -- "$expect" ||
-     printf '%s' "$err" | grep -qE 'terminate called|Aborted|Segmentation fault|core dumped'; then
-    fail "$name" "exit $rc, $lines tensair line(s); stderr: $err"
-  else
-    echo "ok   [$name]: $err"
-  fi
-}
+# Bad input: exit 2 and exactly one line on stderr (expect_error).
 printf '1.0\n2.0\nabc\n4.0\n' > bad.txt
-check "not a number" "tensair: error: bad.txt:3: not a number: abc" "$bin" detect --detector optwin bad.txt
-check "not a number on stdin" "tensair: error: <stdin>:3: not a number: abc" sh -c "\"$bin\" detect --detector adwin - < bad.txt"
+expect_error "not a number" 2 "tensair: error: bad.txt:3: not a number: abc" "$bin" detect --detector optwin bad.txt
+expect_error "not a number on stdin" 2 "tensair: error: <stdin>:3: not a number: abc" sh -c "\"$bin\" detect --detector adwin - < bad.txt"
 printf '0\n1\n0.5\n' > errors.txt
-check "not an indicator" "errors.txt:3: page-hinkley: input value is 0.5 (input = \"error\" takes only 0 or 1)" \
+expect_error "not an indicator" 2 "errors.txt:3: page-hinkley: input value is 0.5 (input = \"error\" takes only 0 or 1)" \
   "$bin" detect --detector page-hinkley --param input=error errors.txt
-check "unknown parameter" 'unknown parameter "rhoo" for optwin (known: confidence, rho' \
+expect_error "unknown parameter" 2 'unknown parameter "rhoo" for optwin (known: confidence, rho' \
   "$bin" detect --detector optwin --param rhoo=0.5 loss.txt
-check "bad parameter value" 'optwin parameter "confidence": must be in (0, 1), got 2' \
+expect_error "bad parameter value" 2 'optwin parameter "confidence": must be in (0, 1), got 2' \
   "$bin" detect --detector optwin --param confidence=2 loss.txt
-check "param without =" '--param "rho": expected KEY=VALUE' "$bin" detect --detector optwin --param rho loss.txt
-check "unknown detector" 'unknown detector "kswin" (known: optwin, adwin, page-hinkley)' \
+expect_error "param without =" 2 '--param "rho": expected KEY=VALUE' "$bin" detect --detector optwin --param rho loss.txt
+expect_error "unknown detector" 2 'unknown detector "kswin" (known: optwin, adwin, page-hinkley)' \
   "$bin" detect --detector kswin loss.txt
-check "missing file" "input file nope.txt does not exist" "$bin" detect --detector optwin nope.txt
-check "missing detector" "--detector is required" "$bin" detect loss.txt
+expect_error "missing file" 2 "input file nope.txt does not exist" "$bin" detect --detector optwin nope.txt
+expect_error "missing detector" 2 "--detector is required" "$bin" detect loss.txt
 
 exit $((failures > 0))

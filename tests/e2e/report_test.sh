@@ -9,6 +9,7 @@
 #     arguments: one line "tensair: error: ..." each, exit 2 or 1.
 # Usage: report_test.sh TENSAIR_BINARY REPO_ROOT
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../testing/expect_error.sh"
 bin=$1
 root=$2
 py=/usr/bin/python3
@@ -192,35 +193,16 @@ mkdir -p "$work/cut" && mv "$work/cut.jsonl" "$work/cut/metrics.jsonl"
 expect_row "$work/cut/report.md" "| status | no end line: the run did not finish |"
 
 # ---- 3. mistakes ---------------------------------------------------------------------------
-# check NAME EXPECTED_EXIT EXPECTED_SUBSTRING COMMAND...
-check() {
-  local name=$1 code=$2 expect=$3
-  shift 3
-  local err rc lines total
-  set +e
-  err=$(timeout 120 "$@" 2>&1 >/dev/null)
-  rc=$?
-  set -e
-  lines=$(printf '%s\n' "$err" | grep -c '^tensair: ' || true)
-  # Nothing else on stderr (no traceback), except mpirun's own notice of a non-zero exit.
-  total=$(printf '%s\n' "$err" | grep -c . || true)
-  [ "$1" = mpirun ] && total=1
-  if [ "$rc" -ne "$code" ] || [ "$lines" -ne 1 ] || [ "$total" -ne 1 ] || ! printf '%s' "$err" | grep -qF -- "$expect"; then
-    fail "[$name]: exit $rc (want $code); stderr: $err"
-  else
-    echo "ok   [$name]: $(printf '%s\n' "$err" | grep '^tensair: ')"
-  fi
-}
 mkdir -p "$work/empty" "$work/bad"
 cp "$work/np1/metrics.jsonl" "$work/bad/metrics.jsonl"
 sed -i '3s/.*/{"t": 0.5, "kind": "model", oops/' "$work/bad/metrics.jsonl"
-check "missing folder" 2 "tensair: error: output folder $work/nope does not exist" "$bin" report "$work/nope"
-check "no metrics.jsonl" 2 "tensair: error: $work/empty/metrics.jsonl does not exist" "$bin" report "$work/empty"
-check "line not JSON" 1 "tensair: error: $work/bad/metrics.jsonl:3: not JSON" "$bin" report "$work/bad"
-check "missing argument" 2 "out is required" "$bin" report
-check "bad --x" 2 "--x" "$bin" report "$work/np1" --x nope
-check "missing script" 1 "report script $work/none.py does not exist" env TENSAIR_REPORT_SCRIPT="$work/none.py" "$bin" report "$work/np1"
-check "missing folder, mpirun" 2 "output folder $work/nope does not exist" mpirun --oversubscribe -np 2 "$bin" report "$work/nope"
+expect_error "missing folder" 2 "tensair: error: output folder $work/nope does not exist" "$bin" report "$work/nope"
+expect_error "no metrics.jsonl" 2 "tensair: error: $work/empty/metrics.jsonl does not exist" "$bin" report "$work/empty"
+expect_error "line not JSON" 1 "tensair: error: $work/bad/metrics.jsonl:3: not JSON" "$bin" report "$work/bad"
+expect_error "missing argument" 2 "out is required" "$bin" report
+expect_error "bad --x" 2 "--x" "$bin" report "$work/np1" --x nope
+expect_error "missing script" 1 "report script $work/none.py does not exist" env TENSAIR_REPORT_SCRIPT="$work/none.py" "$bin" report "$work/np1"
+expect_error "missing folder, mpirun" 2 "output folder $work/nope does not exist" mpirun --oversubscribe -np 2 "$bin" report "$work/nope"
 # The script on its own says the same.
 set +e
 err=$($py "$root/scripts/report.py" "$work/nope" 2>&1 >/dev/null); rc=$?
