@@ -19,6 +19,7 @@
 #include "tensair/model/model.hpp"
 #include "testing/harness.hpp"
 #include "testing/lambda_op.hpp"
+#include "testing/temp_dir.hpp"
 
 namespace tensair::model {
 namespace {
@@ -29,22 +30,7 @@ using dataflow::DType;
 using dataflow::Graph;
 using dataflow::Placement;
 using dataflow::Routing;
-
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("tensair_model_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
+using testing::TempDir;
 
 // A batch of `rows` records: x float32[shape...], y int64 in [0, classes); seeded.
 Batch make_batch(uint64_t seed, int64_t rows, std::vector<int64_t> shape, int64_t classes) {

@@ -14,6 +14,7 @@
 #include "tensair/ops/sources.hpp"
 #include "testing/harness.hpp"
 #include "testing/lambda_op.hpp"
+#include "testing/temp_dir.hpp"
 
 namespace tensair::ops {
 namespace {
@@ -23,22 +24,9 @@ using dataflow::DType;
 using dataflow::Graph;
 using dataflow::Placement;
 using dataflow::Routing;
+using testing::TempDir;
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("tensair_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
 
 void write_file(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary) << text;
