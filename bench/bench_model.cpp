@@ -17,6 +17,7 @@
 #include "model/delta.hpp"
 #include "tensair/common/process.hpp"
 #include "tensair/dataflow/executor.hpp"
+#include "tensair/dataflow/operator_def.hpp"
 #include "tensair/model/model.hpp"
 #include "tensair/ops/collect.hpp"
 #include "tensair/runtime/transport.hpp"
@@ -101,20 +102,11 @@ double tensair_run(const std::vector<Batch>& batches, int ranks, int threads, co
       return dataflow::SourceState::kMore;
     }
   };
-  class SrcDef final : public dataflow::OperatorDef {
-   public:
-    explicit SrcDef(const std::vector<Batch>* b) : b_(b) {}
-    std::string type() const override { return "batches"; }
-    std::vector<dataflow::PortSpec> outputs() const override { return {{"out", (*b_)[0].schema()}}; }
-    std::unique_ptr<dataflow::Operator> instantiate(const dataflow::InstanceInfo&) const override {
-      auto s = std::make_unique<Src>();
-      s->b = b_;
-      return s;
-    }
-
-   private:
-    const std::vector<Batch>* b_;
-  };
+  auto src = dataflow::operator_def({"batches", {}, {{"out", batches[0].schema()}}, [&batches](const dataflow::InstanceInfo&) {
+                                       auto s = std::make_unique<Src>();
+                                       s->b = &batches;
+                                       return s;
+                                     }});
   auto rows = std::make_shared<ops::Collection>();
   runtime::LocalCluster cluster(ranks);
   std::vector<std::thread> threads_of_ranks;
@@ -125,7 +117,7 @@ double tensair_run(const std::vector<Batch>& batches, int ranks, int threads, co
     threads_of_ranks.emplace_back([&, r] {
       try {
         dataflow::Graph g;
-        g.add("src", std::make_shared<SrcDef>(&batches), dataflow::Placement::on(0));
+        g.add("src", src, dataflow::Placement::on(0));
         g.add("model", model);
         g.add("rows", ops::collect(rows), dataflow::Placement::on(0));
         g.connect("src", "model.train", dataflow::Routing::round_robin());

@@ -26,9 +26,9 @@
 #include <mutex>
 
 #include "bench_common.hpp"
-#include "bench_ops.hpp"
 #include "tensair/common/process.hpp"
 #include "tensair/dataflow/executor.hpp"
+#include "tensair/dataflow/operator_def.hpp"
 #include "tensair/ops/functional.hpp"
 #include "tensair/ops/sources.hpp"
 #include "tensair/runtime/transport.hpp"
@@ -107,7 +107,7 @@ std::shared_ptr<const dataflow::OperatorDef> counting_sink(Tally& tally) {
     double sum = 0;
     int64_t records = 0;
   };
-  return bench::op_def({"counting_sink",
+  return dataflow::operator_def({"counting_sink",
                         {{"in", dataflow::Schema{{"y", DType::kFloat64, {}}}}},
                         {},
                         [&tally](const InstanceInfo&) { return std::make_unique<Sink>(tally); }});

@@ -32,10 +32,10 @@
 #include <mutex>
 
 #include "bench_common.hpp"
-#include "bench_ops.hpp"
 #include "tensair/common/error.hpp"
 #include "tensair/common/process.hpp"
 #include "tensair/dataflow/executor.hpp"
+#include "tensair/dataflow/operator_def.hpp"
 #include "tensair/runtime/transport.hpp"
 
 namespace {
@@ -443,17 +443,17 @@ double dataflow_pingpong(runtime::Transport& tp, const Case& c, const Pool& p, C
     void process(int, const BatchPtr& b, Context& ctx) override { ctx.emit(0, b); }
   };
   dataflow::Graph g;
-  g.add("kick", bench::op_def({"kick", {}, {{"out"}}, [](const InstanceInfo&) {
+  g.add("kick", dataflow::operator_def({"kick", {}, {{"out"}}, [](const InstanceInfo&) {
                                  return std::make_unique<Kick>();
                                }}),
         Placement::on(0));
-  g.add("pinger", bench::op_def({"pinger", {{"start"}, {"pong"}}, {{"ping"}},
+  g.add("pinger", dataflow::operator_def({"pinger", {{"start"}, {"pong"}}, {{"ping"}},
                                  [&](const InstanceInfo&) {
                                    return std::make_unique<Pinger>(c, p, check, verify, seen,
                                                                    total);
                                  }}),
         Placement::on(0));
-  g.add("echo", bench::op_def({"echo", {{"in"}}, {{"out"}}, [](const InstanceInfo&) {
+  g.add("echo", dataflow::operator_def({"echo", {{"in"}}, {{"out"}}, [](const InstanceInfo&) {
                                  return std::make_unique<Echo>();
                                }}),
         Placement::on(1));
@@ -502,11 +502,11 @@ double dataflow_stream(runtime::Transport& tp, const Case& c, const Pool& p, Che
     uint64_t n;
   };
   dataflow::Graph g;
-  g.add("source", bench::op_def({"source", {}, {{"out"}}, [&](const InstanceInfo&) {
+  g.add("source", dataflow::operator_def({"source", {}, {{"out"}}, [&](const InstanceInfo&) {
                                    return std::make_unique<Source>(p, messages);
                                  }}),
         Placement::on(0));
-  g.add("sink", bench::op_def({"sink", {{"in"}}, {}, [&](const InstanceInfo&) {
+  g.add("sink", dataflow::operator_def({"sink", {{"in"}}, {}, [&](const InstanceInfo&) {
                                  return std::make_unique<Sink>(p, check, verify, seen,
                                                                static_cast<uint64_t>(messages));
                                }}),

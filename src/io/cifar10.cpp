@@ -252,10 +252,10 @@ std::shared_ptr<const dataflow::OperatorDef> cifar10_source(Cifar10Options o) {
     for (size_t i = 0; i < o.concept_changes.size(); ++i) params += (i ? "," : "") + std::to_string(o.concept_changes[i].at);
   }
   params += " " + ops::source_options_text(o.source);
-  return std::make_shared<detail::SourceDef>(
-      "cifar10_source", std::vector<dataflow::PortSpec>{{"out", schema}},
+  return dataflow::operator_def({
+      "cifar10_source", {}, std::vector<dataflow::PortSpec>{{"out", schema}},
       [o, schema](const dataflow::InstanceInfo& info) { return std::make_unique<CifarSource>(o, schema, info); },
-      params);
+      params});
 }
 
 }  // namespace tensair::io

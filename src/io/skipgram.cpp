@@ -320,13 +320,13 @@ std::shared_ptr<const dataflow::OperatorDef> skipgram_source(SkipGramOptions o) 
   // training output when there is none.
   std::vector<dataflow::PortSpec> ports{{"out", schema}};
   if (o.holdout_fraction > 0) ports.push_back({"holdout", schema, /*may_be_unconnected=*/true});
-  return std::make_shared<detail::SourceDef>(
-      "skipgram_source",
+  return dataflow::operator_def({
+      "skipgram_source", {},
       ports,
       [o, corpus, schema](const dataflow::InstanceInfo& info) {
         return std::make_unique<SkipGramSource>(o, corpus, schema, info);
       },
-      params);
+      params});
 }
 
 }  // namespace tensair::io

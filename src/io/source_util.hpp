@@ -1,7 +1,8 @@
 // Internal helpers shared by the io/ sources (which check and describe their common options
-// with ops' check_source_options and source_options_text): a definition class, a deterministic
-// RNG, and StagedSource, the produce() loop of a record source with sharding, replay, limit, rate
-// and an optional shuffle buffer. Not a public header.
+// with ops' check_source_options and source_options_text, and are defined with
+// dataflow::operator_def): a deterministic RNG, and StagedSource, the produce() loop of a
+// record source with sharding, replay, limit, rate and an optional shuffle buffer. Not a
+// public header.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,7 @@
 
 #include "common/hash.hpp"
 #include "tensair/common/error.hpp"
-#include "tensair/dataflow/operator.hpp"
+#include "tensair/dataflow/operator_def.hpp"
 #include "tensair/ops/sources.hpp"
 
 namespace tensair::io::detail {
@@ -49,26 +50,6 @@ class Rng {
 inline uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0) {
   return hash_u64(a ^ hash_u64(b ^ hash_u64(c + 0x2545f4914f6cdd1dULL)));
 }
-
-// An operator definition from its ports, a factory and a description.
-class SourceDef final : public dataflow::OperatorDef {
- public:
-  using Factory = std::function<std::unique_ptr<dataflow::Operator>(const dataflow::InstanceInfo&)>;
-  SourceDef(std::string type, std::vector<dataflow::PortSpec> outputs, Factory factory, std::string params)
-      : type_(std::move(type)), outputs_(std::move(outputs)), factory_(std::move(factory)), params_(std::move(params)) {}
-  std::string type() const override { return type_; }
-  std::vector<dataflow::PortSpec> outputs() const override { return outputs_; }
-  std::unique_ptr<dataflow::Operator> instantiate(const dataflow::InstanceInfo& info) const override {
-    return factory_(info);
-  }
-  std::string describe() const override { return params_; }
-
- private:
-  std::string type_;
-  std::vector<dataflow::PortSpec> outputs_;
-  Factory factory_;
-  std::string params_;
-};
 
 // The produce() loop of a source whose input is a sequence of records, read pass after pass
 // (ops::SourceCursor: passes, replay, limit and which instance owns which record index).

@@ -300,12 +300,12 @@ std::shared_ptr<const dataflow::OperatorDef> tabular_source(TabularOptions o) {
   params += " fields=" + std::to_string(n) + " d=" + std::to_string(d);
   if (o.standardize) params += " standardize=true";
   params += " " + ops::source_options_text(o.source);
-  return std::make_shared<detail::SourceDef>(
-      "tabular_source", std::vector<dataflow::PortSpec>{{"out", schema}},
+  return dataflow::operator_def({
+      "tabular_source", {}, std::vector<dataflow::PortSpec>{{"out", schema}},
       [o, layout, schema](const dataflow::InstanceInfo& info) {
         return std::make_unique<TabularSource>(o, layout, schema, info);
       },
-      params);
+      params});
 }
 
 }  // namespace tensair::io

@@ -239,13 +239,13 @@ std::shared_ptr<const dataflow::OperatorDef> w2v_pairs_source(W2vPairsOptions o)
                        " negatives=" + std::to_string(m - 1);
   if (examples >= 0) params += " examples=" + std::to_string(examples);
   params += " " + ops::source_options_text(o.source);
-  return std::make_shared<detail::SourceDef>(
-      "w2v_pairs_source", std::vector<dataflow::PortSpec>{{"out", schema}},
+  return dataflow::operator_def({
+      "w2v_pairs_source", {}, std::vector<dataflow::PortSpec>{{"out", schema}},
       [o, m, eval, schema](const dataflow::InstanceInfo& info) -> std::unique_ptr<dataflow::Operator> {
         if (eval) return std::make_unique<EvalPairs>(o, schema, info);
         return std::make_unique<TextPairs>(o, m, schema, info);
       },
-      params);
+      params});
 }
 
 }  // namespace tensair::io

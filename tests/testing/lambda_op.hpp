@@ -1,4 +1,4 @@
-// lambda_op: an operator definition from ports and a factory, for tests.
+// lambda_op: an operator definition from ports and a factory, for tests; int64_batch.
 #pragma once
 
 #include <functional>
@@ -6,32 +6,15 @@
 #include <string>
 #include <vector>
 
-#include "tensair/dataflow/operator.hpp"
+#include "tensair/dataflow/operator_def.hpp"
 
 namespace tensair::testing {
 
-struct LambdaSpec {
-  std::string type = "test";
-  std::vector<dataflow::PortSpec> inputs;
-  std::vector<dataflow::PortSpec> outputs;
-  std::function<std::unique_ptr<dataflow::Operator>(const dataflow::InstanceInfo&)> make;
-};
-
+// An operator definition from ports and a factory (dataflow::operator_def), under the name the
+// tests use.
+using LambdaSpec = dataflow::OperatorSpec;
 inline std::shared_ptr<const dataflow::OperatorDef> lambda_op(LambdaSpec spec) {
-  class Def final : public dataflow::OperatorDef {
-   public:
-    explicit Def(LambdaSpec s) : s_(std::move(s)) {}
-    std::string type() const override { return s_.type; }
-    std::vector<dataflow::PortSpec> inputs() const override { return s_.inputs; }
-    std::vector<dataflow::PortSpec> outputs() const override { return s_.outputs; }
-    std::unique_ptr<dataflow::Operator> instantiate(const dataflow::InstanceInfo& info) const override {
-      return s_.make(info);
-    }
-
-   private:
-    LambdaSpec s_;
-  };
-  return std::make_shared<Def>(std::move(spec));
+  return dataflow::operator_def(std::move(spec));
 }
 
 // A batch of int64 columns from equal-length vectors.
