@@ -96,12 +96,10 @@ int run_command(const Common& c, const std::string& out_arg, const std::string& 
   try {
     tensair::dataflow::Executor executor(job.graph, *transport, job.executor);
     executor.run();
-  } catch (const tensair::PeerFailure& e) {
-    return static_cast<int>(e.exit_code());
   } catch (const tensair::ConfigError& e) {
-    return report(e, rank == 0);
+    return report(e, rank == 0);  // every rank finds the same mistake in the job
   } catch (const tensair::Error& e) {
-    return report(e, true);
+    return report(e, !e.from_other_rank());
   }
   if (rank == 0) {
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -48,10 +48,9 @@ int main() {
       return sum == 166167000 ? 0 : 1;
     }
     return 0;
-  } catch (const PeerFailure& e) {
-    return static_cast<int>(e.exit_code());
   } catch (const Error& e) {
-    std::fprintf(stderr, "minimal: error: %s\n", e.what());
+    // Every rank gets the job's error; the rank it arose on prints it.
+    if (!e.from_other_rank()) std::fprintf(stderr, "minimal: error: %s\n", e.what());
     return static_cast<int>(e.exit_code());
   }
 }

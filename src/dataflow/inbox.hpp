@@ -1,10 +1,13 @@
 // Inbox: the queue in front of one operator instance.
 //
 // Items arrive from local senders (their threads) and from the progress thread (remote
-// senders); the instance's thread pops them. Each input port has its own FIFO, so per-channel
-// order is kept. pop() serves, among ports that are not paused, the highest priority first and,
-// at equal priority, the item that arrived first. "Finish" items (the end of a cycle) are
-// served before anything else.
+// senders); the instance's thread pops them. Each input port has its own FIFO of the items its
+// channels deliver in order (batches, end-of-stream markers, checkpoint barriers), so
+// per-channel order is kept. pop() serves, among ports that are not paused, the highest
+// priority first and, at equal priority, the item that arrived first. A paused port still
+// serves a checkpoint barrier at its head: a barrier is not data, and holding it back would only
+// hold the checkpoint up. Control items that belong to no port (the end of a cycle, checkpoint
+// triggers and completions, credit coming back) are served before anything else, in order.
 //
 // The inbox never blocks a pusher: credit-based flow control bounds what senders may push.
 #pragma once
@@ -23,16 +26,28 @@ namespace tensair::dataflow {
 
 struct InboxItem {
   enum class Kind : uint8_t {
+    // Port items, in channel order:
     kData,         // a batch from `channel`
     kEndOfStream,  // `channel` has ended
-    kFinish,       // the instance's cycle has terminated: finish now
+    kBarrier,      // checkpoint `id`'s barrier on `channel`
+    // Control items:
+    kFinish,              // the instance's cycle has terminated: finish now
+    kTrigger,             // the rank learned of checkpoint `id`
+    kCheckpointComplete,  // checkpoint `id` is complete on every rank
+    kCredit,              // output `port` has credit again towards receiving instance `id`
   };
   Kind kind = Kind::kData;
   int port = 0;
   uint32_t channel = 0;
   BatchPtr batch;
   size_t bytes = 0;
-  uint64_t stamp = 0;  // arrival order, set by push
+  uint64_t id = 0;
+  bool restored = false;  // re-delivered from a checkpoint: no credit to return for it
+  uint64_t stamp = 0;     // arrival order, set by push
+
+  bool on_port() const {
+    return kind == Kind::kData || kind == Kind::kEndOfStream || kind == Kind::kBarrier;
+  }
 };
 
 class Inbox {
@@ -47,11 +62,11 @@ class Inbox {
       std::lock_guard lock(mu_);
       if (cancelled_) return;
       item.stamp = next_stamp_++;
-      if (item.kind == InboxItem::Kind::kFinish) {
-        finish_ = true;
-      } else {
+      if (item.on_port()) {
         queues_[static_cast<size_t>(item.port)].push_back(std::move(item));
         depth_++;
+      } else {
+        control_.push_back(std::move(item));
       }
     }
     cv_.notify_one();
@@ -68,15 +83,14 @@ class Inbox {
     std::unique_lock lock(mu_);
     for (;;) {
       if (cancelled_) return Pop::kCancelled;
-      if (finish_) {
-        finish_ = false;
-        out = InboxItem{};
-        out.kind = InboxItem::Kind::kFinish;
+      if (!control_.empty()) {
+        out = std::move(control_.front());
+        control_.pop_front();
         return Pop::kItem;
       }
       int best = -1;
       for (size_t p = 0; p < queues_.size(); ++p) {
-        if (paused_[p] || queues_[p].empty()) continue;
+        if (!servable_port_locked(p)) continue;
         if (best < 0 || priorities_[p] > priorities_[static_cast<size_t>(best)] ||
             (priorities_[p] == priorities_[static_cast<size_t>(best)] &&
              queues_[p].front().stamp < queues_[static_cast<size_t>(best)].front().stamp)) {
@@ -92,7 +106,7 @@ class Inbox {
       if (deadline) {
         if (cv_.wait_until(lock, *deadline) == std::cv_status::timeout) {
           // Re-check once: an item may have arrived exactly at the deadline.
-          if (!cancelled_ && !finish_ && !servable_locked()) return Pop::kTimeout;
+          if (!cancelled_ && control_.empty() && !servable_locked()) return Pop::kTimeout;
         }
       } else {
         cv_.wait(lock);
@@ -122,20 +136,29 @@ class Inbox {
     cv_.notify_all();
   }
 
+  // Port items waiting, over all ports.
   size_t depth() const {
     std::lock_guard lock(mu_);
     return depth_;
   }
 
+  // Batches waiting on one port (markers and barriers are not counted).
   size_t queued(int port) const {
     std::lock_guard lock(mu_);
-    return queues_[static_cast<size_t>(port)].size();
+    size_t n = 0;
+    for (const InboxItem& i : queues_[static_cast<size_t>(port)])
+      n += i.kind == InboxItem::Kind::kData ? 1 : 0;
+    return n;
   }
 
  private:
+  bool servable_port_locked(size_t p) const {
+    if (queues_[p].empty()) return false;
+    return !paused_[p] || queues_[p].front().kind == InboxItem::Kind::kBarrier;
+  }
   bool servable_locked() const {
     for (size_t p = 0; p < queues_.size(); ++p) {
-      if (!paused_[p] && !queues_[p].empty()) return true;
+      if (servable_port_locked(p)) return true;
     }
     return false;
   }
@@ -144,10 +167,10 @@ class Inbox {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::deque<InboxItem>> queues_;  // guarded by mu_
+  std::deque<InboxItem> control_;              // guarded by mu_
   std::vector<bool> paused_;                   // guarded by mu_
   size_t depth_ = 0;                           // guarded by mu_
   uint64_t next_stamp_ = 0;                    // guarded by mu_
-  bool finish_ = false;                        // guarded by mu_
   bool cancelled_ = false;                     // guarded by mu_
 };
 

@@ -63,10 +63,12 @@ std::vector<RankOutcome> run_graph(
     try {
       dataflow::Executor executor(graph, t, options);
       try {
-        executor.run();
+        out.outcome = executor.run();
       } catch (const Error& e) {
         out.error = e.what();
         out.exit_code = static_cast<int>(e.exit_code());
+        out.error_kind = e.kind();
+        out.error_origin = e.origin_rank();
       }
       out.stats = executor.stats();
     } catch (const Error& e) {

@@ -28,6 +28,9 @@ struct RankOutcome {
   std::vector<dataflow::InstanceStats> stats;
   std::optional<std::string> error;  // the exception message run() threw, if any
   int exit_code = 0;
+  ErrorKind error_kind = ErrorKind::kError;  // its kind
+  int error_origin = -1;                     // Error::origin_rank(): -1 when it arose on this rank
+  dataflow::RunOutcome outcome;              // when run() returned
 };
 
 // Builds the graph with `build(graph, rank, world)` on every rank and runs it. Returns one

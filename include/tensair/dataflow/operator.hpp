@@ -7,14 +7,29 @@
 // locking of its own state.
 //
 // Lifecycle of an instance:
+//   restore(state)                           when the job resumes from a checkpoint: once,
+//                                            before open(), with what snapshot() wrote
 //   open()                                   once, before anything else
 //   produce()                                sources (no input ports): repeatedly, until kDone
 //   process(port, batch)                     every batch that arrives, in per-channel order
 //   on_input_done(port)                      once per input port, when all its senders ended
+//                                            (at start for a port no channel reaches)
 //   on_timer()                               when a timer set with Context::set_timer fires
+//   on_credit(port, target)                  after offer() refused a batch, once that channel
+//                                            has credit again
+//   snapshot(state)                          at a checkpoint barrier, between two other calls
+//   on_checkpoint_complete(id)               checkpoint `id` is complete on every rank
 //   on_finish()                              once, when all inputs ended (for operators on a
 //                                            cycle: when the whole cycle has gone quiet)
 // after on_finish() the engine sends end-of-stream on every output; emitting later is an error.
+//
+// Checkpoints (docs/fault-tolerance.md): snapshot() writes everything the instance would need
+// to carry on exactly where it is; restore() reads it back into a fresh instance. The engine
+// itself saves what lies between operators (batches in flight on a cycle or recorded while a
+// barrier travels, which ports and channels ended, counters, round-robin positions), so an
+// operator saves only its own members. An operator without state needs neither; an operator
+// with state that does not implement them restarts from scratch on restore, so every built-in
+// operator with state implements both.
 //
 // Errors: throw a tensair::Error (or any std::exception) to fail the job; the engine adds the
 // operator name and rank and stops every rank cleanly. A bad record is not an error: report it
@@ -22,6 +37,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -65,6 +81,19 @@ class Context {
   virtual void emit(int port, BatchPtr batch) = 0;
   void emit(int port, Batch batch) { emit(port, share(std::move(batch))); }
 
+  // Per-receiver sending on an output port with exactly one edge (e.g. the model exchange), to
+  // instance `target` of the receiving operator. offer() never waits: it returns false, sending
+  // nothing, when that channel's credit is used up, and on_credit(port, target) follows once
+  // credit is back. send_to() sends at once on an edge inside a cycle (where waiting could
+  // deadlock; the credit then runs over by this batch) and otherwise waits for credit like
+  // emit(). A port with several edges, or a target no channel reaches, is a programmer error
+  // (TENSAIR_ASSERT).
+  virtual bool offer(int port, int target, BatchPtr batch) = 0;
+  virtual void send_to(int port, int target, BatchPtr batch) = 0;
+  // The receiving instances that port `port`'s single edge reaches from this instance, in
+  // instance order (the targets of offer/send_to).
+  virtual std::vector<int> targets(int port) const = 0;
+
   // Reports a record that cannot be processed: counted in the metrics and written, with the
   // reason and the operator name, to OUT/dead_letters.jsonl. `record` is a short rendering.
   virtual void dead_letter(std::string_view reason, std::string_view record) = 0;
@@ -86,7 +115,13 @@ class Context {
 
   // True once the job is stopping because of an error; long loops should check it.
   virtual bool cancelled() const = 0;
+  // Sources: true when the engine wants produce() to return soon (a checkpoint barrier or a
+  // stop is waiting); a produce() that may block for long (a rate limit, a poll) checks it.
+  virtual bool yield_requested() const = 0;
 };
+
+class StateWriter;
+class StateReader;
 
 class Operator {
  public:
@@ -96,6 +131,10 @@ class Operator {
   virtual void process(int port, const BatchPtr& batch, Context& ctx) {}
   virtual void on_input_done(int port, Context& ctx) {}
   virtual void on_timer(Context& ctx) {}
+  virtual void on_credit(int port, int target, Context& ctx) {}
+  virtual void snapshot(StateWriter& state, Context& ctx) {}
+  virtual void restore(StateReader& state, Context& ctx) {}
+  virtual void on_checkpoint_complete(uint64_t id, Context& ctx) {}
   virtual void on_finish(Context& ctx) {}
 };
 

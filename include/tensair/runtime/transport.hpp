@@ -59,6 +59,18 @@ class Transport {
   // Collective end of communication; see the file comment.
   virtual void shutdown() = 0;
 
+  // Failure detection. The progress thread sends a heartbeat to every peer it has sent nothing
+  // to for a while and notes when anything arrives from each; a peer silent for `timeout_s`,
+  // or whose process has gone (peers on this host are also checked by process id), is reported
+  // once through `on_lost` (on the progress thread). Call before start(); it applies to every
+  // later run. The default (LocalCluster, whose ranks cannot fail alone) watches nothing.
+  using PeerLostHandler = std::function<void(int rank, const std::string& what)>;
+  virtual void watch_peers(double timeout_s, PeerLostHandler on_lost) {}
+  // Leaves without the collective shutdown, after a peer was lost: the progress thread stops,
+  // nothing more is sent or received, and the transport cannot start again. Destroying an
+  // abandoned transport does not finalise MPI (that would wait for the lost peer forever).
+  virtual void abandon() {}
+
   virtual TransportStats stats() const = 0;
 
   // Largest frame (header + payload) this transport accepts; larger incoming frames are
