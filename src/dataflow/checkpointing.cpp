@@ -5,6 +5,9 @@
 //
 // Rank file: "TNSRCKPT", u32 format, u32 rank, u32 world, u64 checkpoint id, u32 entries, and
 // per local instance: i32 global instance id, u8 finished, bytes (encode_instance_entry).
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -59,15 +62,19 @@ void Impl::on_trigger(uint64_t id, bool stop, int signal) {
   if (stop) stop_sources(signal);
 }
 
-void Impl::report(Instance& in, uint64_t id, std::optional<std::string> entry) {
+void Impl::report(Instance& in, uint64_t id, std::optional<std::string> entry, std::vector<int> fds) {
   std::lock_guard lock(ckpt_mu);
-  report_locked(in, id, std::move(entry));
+  report_locked(in, id, std::move(entry), std::move(fds));
 }
 
-void Impl::report_locked(Instance& in, uint64_t id, std::optional<std::string> entry) {
-  if (id <= rank_written) return;
+void Impl::report_locked(Instance& in, uint64_t id, std::optional<std::string> entry, std::vector<int> fds) {
+  auto close_all = [&] {
+    for (int fd : fds) ::close(fd);
+  };
+  if (id <= rank_written) return close_all();
   RankCheckpoint& rc = rank_ckpts[id];
-  if (rc.reports.count(in.id)) return;
+  if (rc.reports.count(in.id)) return close_all();
+  rc.fds.insert(rc.fds.end(), fds.begin(), fds.end());
   rc.reports[in.id] = std::move(entry);
   maybe_write_locked(id);
 }
@@ -97,12 +104,21 @@ void Impl::maybe_write_locked(uint64_t id) {
     w.put_string(entry ? *entry : std::string());
   }
   data += w.take();
+  std::vector<int> fds = std::move(it->second.fds);
   rank_ckpts.erase(it);
   rank_written = std::max(rank_written, id);
   const fs::path path = checkpoint_root() / checkpoint_folder_name(id) / rank_file_name(rank);
-  enqueue_write([this, id, path, data = std::move(data)] {
+  enqueue_write([this, id, path, data = std::move(data), fds = std::move(fds)] {
     json report = {{"files", json::array()}, {"error", ""}};
     try {
+      // The operators' own files first (sinks), so that what the checkpoint records of them is
+      // on disk before the checkpoint can count as complete.
+      std::string sync_error;
+      for (int fd : fds) {
+        if (::fsync(fd) != 0 && sync_error.empty()) sync_error = std::strerror(errno);
+        ::close(fd);
+      }
+      if (!sync_error.empty()) throw IoError("cannot sync an operator's file: " + sync_error);
       write_file_durably(path, data);
       report["files"].push_back({{"name", path.filename().string()},
                                  {"rank", rank},

@@ -286,6 +286,8 @@ void Impl::peer_lost(int lost, const std::string& what) {
   std::vector<int> lost_now;
   {
     std::lock_guard lock(mu);
+    // Once the job is failing, other ranks leave too: their exits are not new failures.
+    if (lost_peer || error_message) return;
     lost_now = lost_ranks;
   }
   lost_now.push_back(lost);
@@ -303,6 +305,7 @@ void Impl::peer_lost_notice(int lost, const std::string& message) {
   int reporter = 0;
   {
     std::lock_guard lock(mu);
+    if (lost_peer) return;
     lost_peer = true;
     if (std::find(lost_ranks.begin(), lost_ranks.end(), lost) == lost_ranks.end())
       lost_ranks.push_back(lost);

@@ -181,6 +181,7 @@ class Instance final : public Context {
   size_t queued(int in_port) const override { return inbox->queued(in_port); }
   void set_timer(Clock::time_point when) override { timer = when; }
   void clear_timer() override { timer.reset(); }
+  void sync_at_checkpoint(int fd) override;
   bool cancelled() const override;
   bool yield_requested() const override;
 
@@ -249,6 +250,7 @@ class Instance final : public Context {
   std::optional<Clock::time_point> timer;
   std::optional<SnapshotTracker> tracker;
   std::string snap_engine_, snap_operator_;  // the snapshot in progress, taken at its barrier
+  std::vector<int> snap_fds_;                // files to fsync before it completes (duplicates)
   std::vector<RecordedItem> recorded;        // its channel state, recorded since
   const RestoredInstance* restored_ = nullptr;
   uint64_t restored_id_ = 0;
@@ -310,9 +312,10 @@ class Impl {
   // Checkpoints (checkpointing.cpp)
   bool checkpoints_on() const { return opt.checkpoint.enabled; }
   void on_trigger(uint64_t id, bool stop, int signal);
-  // An instance's report for checkpoint `id`: its entry, or nullopt when it had finished.
-  void report(Instance& in, uint64_t id, std::optional<std::string> entry);
-  void report_locked(Instance& in, uint64_t id, std::optional<std::string> entry);
+  // An instance's report for checkpoint `id`: its entry, or nullopt when it had finished, and
+  // the files to fsync before the checkpoint can complete (descriptors the rank then owns).
+  void report(Instance& in, uint64_t id, std::optional<std::string> entry, std::vector<int> fds = {});
+  void report_locked(Instance& in, uint64_t id, std::optional<std::string> entry, std::vector<int> fds = {});
   void report_finished_everywhere_locked(Instance& in);
   void maybe_write_locked(uint64_t id);
   void on_rank_done(uint64_t id, int rank, const json& report);
@@ -401,6 +404,7 @@ class Impl {
   struct RankCheckpoint {
     bool triggered = false;
     std::map<int, std::optional<std::string>> reports;  // by global id; nullopt: finished
+    std::vector<int> fds;                               // to fsync, then close
   };
   std::map<uint64_t, RankCheckpoint> rank_ckpts;  // guarded by ckpt_mu
   uint64_t newest_trigger = 0;                    // guarded by ckpt_mu

@@ -7,12 +7,6 @@
 
 namespace tensair::dataflow {
 
-std::vector<std::optional<Schema>> OperatorDef::infer_outputs(
-    const std::vector<std::optional<Schema>>& /*inputs*/) const {
-  std::vector<std::optional<Schema>> out;
-  for (const PortSpec& p : outputs()) out.push_back(p.schema);
-  return out;
-}
 
 std::vector<int> Placement::resolve(int world_size) const {
   if (!ranks_) {

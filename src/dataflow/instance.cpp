@@ -1,7 +1,11 @@
 // One operator instance on its rank: its thread, its Context, its part of the checkpoint
 // protocol. See executor_impl.hpp for the threads and invariants.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "common/hash.hpp"
 #include "dataflow/executor_impl.hpp"
@@ -51,6 +55,12 @@ Instance::Instance(Impl& i, int gid, int op_index, int cycle, InstanceInfo info,
 }
 
 bool Instance::cancelled() const { return impl.cancelled.load(); }
+
+void Instance::sync_at_checkpoint(int fd) {
+  const int copy = ::dup(fd);
+  if (copy < 0) throw IoError(std::string("cannot keep a file to sync at the checkpoint: ") + std::strerror(errno));
+  snap_fds_.push_back(copy);
+}
 
 bool Instance::yield_requested() const {
   if (!is_source_) return false;
@@ -469,7 +479,7 @@ void Instance::deliver_completion(uint64_t checkpoint) {
 
 void Instance::apply_step(const SnapshotTracker::Step& s) {
   if (s.snapshot) take_snapshot(s.snapshot);
-  if (s.complete) impl.report(*this, s.complete, snapshot_entry());
+  if (s.complete) impl.report(*this, s.complete, snapshot_entry(), std::exchange(snap_fds_, {}));
 }
 
 // The snapshot: the engine's state of the instance now and the operator's own; the barrier goes
@@ -500,7 +510,7 @@ std::string Instance::snapshot_entry() {
 
 void Instance::finish_checkpoints() {
   const SnapshotTracker::FinishStep f = tracker->on_finish();
-  if (f.complete) impl.report_locked(*this, f.complete, snapshot_entry());
+  if (f.complete) impl.report_locked(*this, f.complete, snapshot_entry(), std::exchange(snap_fds_, {}));
   ckpt_finished = true;
   impl.report_finished_everywhere_locked(*this);
 }

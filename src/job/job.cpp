@@ -1,6 +1,7 @@
 #include "tensair/job/job.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -227,7 +228,6 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
   ctx.file = file;
   ctx.base_dir = std::filesystem::absolute(file).parent_path();
   ctx.out_dir = options.out_dir;
-  ctx.resume = options.resume;
   for (const std::string& o : options.overrides) apply_override(root, o, ctx.overridden);
 
   Job job;
@@ -246,14 +246,33 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
   job.executor.credit_bytes = static_cast<size_t>(jp.integer("credit_bytes", 8 << 20, 1));
   job.executor.metrics_interval_s = jp.number("metrics_interval", 2.0);
   if (job.executor.metrics_interval_s <= 0) jp.fail("metrics_interval", "must be positive (seconds)");
+  job.executor.heartbeat_timeout_s = jp.number("heartbeat_timeout", 30.0);
+  if (!(job.executor.heartbeat_timeout_s > 0)) jp.fail("heartbeat_timeout", "must be positive (seconds)");
   jp.check_all_used();
+
+  // [checkpoint]: job-wide checkpoints, on when the table is there (docs/fault-tolerance.md).
+  if (const toml::node* n = root.get("checkpoint")) {
+    const toml::table* ct = n->as_table();
+    if (!ct) throw ConfigError(file.string() + ": \"checkpoint\" must be a table ([checkpoint])");
+    Params cp(*ct, "checkpoint", ctx);
+    dataflow::CheckpointOptions& ck = job.executor.checkpoint;
+    ck.enabled = cp.boolean("enabled", true);
+    ck.every_s = cp.number("every_s", 0.0);
+    if (!(ck.every_s >= 0) || ck.every_s == std::numeric_limits<double>::infinity()) {
+      cp.fail("every_s", "must be a number of seconds >= 0 (0: not by time)");
+    }
+    ck.every_records = cp.integer("every_records", 0, 0);
+    ck.keep = static_cast<int>(cp.integer("keep", 3, 1, 1000000));
+    ck.dir = cp.has("dir") ? cp.output_path("dir") : options.out_dir / "checkpoints";
+    cp.check_all_used();
+  }
   if (options.job_table_only) return job;
 
   // Operators, in file order.
   std::vector<std::pair<std::string, const toml::table*>> sections;
   for (const auto& [k, v] : root) {
     std::string name(k.str());
-    if (name == "job") continue;
+    if (name == "job" || name == "checkpoint") continue;  // settings, not operators
     const toml::table* t = v.as_table();
     if (!t) {
       std::string where = file.string();

@@ -7,7 +7,7 @@
 //   mode = "dasgd" | "sync" | "local", broadcast_every, max_staleness, fp16, sparse, coalesce
 //   training = "always" | "until_converged" | "never", epoch_size, convergence_factor,
 //   epochs_for_convergence, eval_every, max_steps, nan_policy = "skip" | "error", warmup_steps
-//   checkpoint_dir, checkpoint_every, resume, export, csv, log_every
+//   export, csv, log_every (checkpoints: the job's [checkpoint] table)
 //   vocab_file, embeddings, probe_words, neighbours (skipgram)
 #include "tensair/job/registry.hpp"
 #include "tensair/model/model.hpp"
@@ -74,12 +74,12 @@ ModelOptions model_options(const job::Params& p) {
   o.max_steps = p.integer("max_steps", 0, 0);
   o.nan_policy = p.str("nan_policy", o.nan_policy);
   o.warmup_steps = p.integer("warmup_steps", o.warmup_steps, 1);
-  if (p.has("checkpoint_dir")) o.checkpoint_dir = p.output_path("checkpoint_dir");
-  o.checkpoint_every = p.integer("checkpoint_every", 0, 0);
-  if (p.has("resume")) {
-    o.resume = p.input_path("resume");
-  } else {
-    o.resume = p.context().resume;
+  for (const char* gone : {"checkpoint_dir", "checkpoint_every", "resume"}) {
+    if (p.has(gone)) {
+      p.fail(gone, "models no longer checkpoint on their own: the job's [checkpoint] table takes consistent "
+                   "checkpoints of every operator, and `tensair run --resume latest` restores them "
+                   "(docs/fault-tolerance.md)");
+    }
   }
   if (p.has("export")) o.export_path = p.output_path("export");
   if (p.has("csv")) o.csv_path = p.output_path("csv");

@@ -13,12 +13,23 @@
 // - Shutdown: once asked and every local send has completed, the ranks exchange how many frames
 //   each sent to each other (MPI_Ialltoall) and keep receiving until every expected frame was
 //   delivered. Only then does the loop end, so MPI_Finalize never meets an unmatched message.
+// - Failure detection (watch_peers): a heartbeat frame (kind kHeartbeatKind, never handed to
+//   the layer above) goes to every peer that was sent nothing for a heartbeat interval; any
+//   message from a peer counts as a sign of life. A peer silent for the timeout, or (same host)
+//   whose process no longer exists, is reported once. Heartbeats stop when shutdown is asked,
+//   so the frame counts of the shutdown exchange stay fixed, and silence is no longer judged
+//   then (a peer may reach the shutdown later); a vanished process still is.
 // The C API only: keep Open MPI's deprecated C++ bindings out.
 #define OMPI_SKIP_MPICXX 1
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -42,6 +53,8 @@ namespace {
 
 constexpr int kFrameTag = 7;
 constexpr int kPartTag = 8;
+// FrameHeader::kind of the transport's own heartbeat frames (the layer above never sees them).
+constexpr uint8_t kHeartbeatKind = 0xff;
 
 // MPI sends posted to one destination and not yet complete, at most. With ~100,000 small frames
 // posted at once (bench_pipeline: batches of 1 record, whose 8 bytes hardly use the credit),
@@ -158,6 +171,7 @@ class MpiTransport final : public Transport {
     TENSAIR_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     TENSAIR_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
     TENSAIR_MPI_CHECK(MPI_Comm_size(comm_, &world_));
+    exchange_identities();
     sent_to_.assign(static_cast<size_t>(world_), 0);
     delivered_from_.assign(static_cast<size_t>(world_), 0);
     expected_from_.assign(static_cast<size_t>(world_), 0);
@@ -175,6 +189,7 @@ class MpiTransport final : public Transport {
       cv_.notify_all();
       thread_.join();
     }
+    if (abandoned_) return;  // a peer was lost: finalising would wait for it forever
     if (broken_) {
       // MPI itself failed; finalising could hang. Not a normal path.
       if (owns_mpi_) MPI_Abort(MPI_COMM_WORLD, 1);
@@ -192,9 +207,29 @@ class MpiTransport final : public Transport {
   int world_size() const override { return world_; }
   size_t max_frame_bytes() const override { return options_.max_frame_bytes; }
 
+  void watch_peers(double timeout_s, PeerLostHandler on_lost) override {
+    watch_timeout_ = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+    // A heartbeat every tenth of the timeout (at most 1 s, at least 50 ms) leaves room for a
+    // busy machine to be late several times before a healthy peer looks silent.
+    heartbeat_every_ = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(std::clamp(timeout_s / 10, 0.05, 1.0)));
+    on_lost_ = std::move(on_lost);
+  }
+
+  void abandon() override {
+    {
+      std::lock_guard lock(mu_);
+      stop_now_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    abandoned_ = true;
+  }
+  bool abandoned() const override { return abandoned_; }
+
   void start(FrameHandler on_frame, ErrorHandler on_error) override {
     if (thread_.joinable()) thread_.join();  // the previous run's loop has ended
-    TENSAIR_ASSERT(!broken_, "start() on a broken MPI transport");
+    TENSAIR_ASSERT(!broken_ && !abandoned_, "start() on a broken or abandoned MPI transport");
     on_frame_ = std::move(on_frame);
     on_error_ = std::move(on_error);
     {
@@ -206,6 +241,11 @@ class MpiTransport final : public Transport {
     std::fill(delivered_from_.begin(), delivered_from_.end(), 0);
     std::fill(expected_from_.begin(), expected_from_.end(), 0);
     alltoall_posted_ = alltoall_done_ = barrier_posted_ = false;
+    const auto now = Clock::now();
+    last_heard_.assign(static_cast<size_t>(world_), now);
+    last_sent_.assign(static_cast<size_t>(world_), now);
+    lost_.assign(static_cast<size_t>(world_), false);
+    next_liveness_check_ = now;
     thread_ = std::thread([this] { progress_loop(); });
   }
 
@@ -329,6 +369,7 @@ class MpiTransport final : public Transport {
         work |= match_incoming();
         work |= progress_incoming();
       }
+      if (on_lost_ && world_ > 1) watch(shutdown_requested);
       work |= deliver_loopback();
 
       if (shutdown_requested && advance_shutdown()) return;
@@ -415,6 +456,7 @@ class MpiTransport final : public Transport {
       return;
     }
     sent_to_[static_cast<size_t>(dst)]++;
+    if (!last_sent_.empty()) last_sent_[static_cast<size_t>(dst)] = Clock::now();
     SendSlot slot;
     slot.keepalive = std::move(frame.keepalive);
     if (kFrameHeaderBytes + payload <= options_.pack_threshold || frame.parts.empty()) {
@@ -523,6 +565,7 @@ class MpiTransport final : public Transport {
       work = true;
       int count = 0;
       TENSAIR_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
+      if (!last_heard_.empty()) last_heard_[static_cast<size_t>(status.MPI_SOURCE)] = Clock::now();
       Incoming in;
       in.header_size = static_cast<size_t>(count);
       in.header_buf = allocate_aligned(in.header_size);
@@ -614,6 +657,7 @@ class MpiTransport final : public Transport {
       work = true;
       int count = 0;
       TENSAIR_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
+      if (!last_heard_.empty()) last_heard_[static_cast<size_t>(src)] = Clock::now();
       size_t at = align_up(in.parts_end);
       if (at + static_cast<size_t>(count) > in.header.payload_bytes) {
         // Receive it somewhere harmless so the message queue stays consistent, then drop.
@@ -663,6 +707,7 @@ class MpiTransport final : public Transport {
   }
 
   void handle(InFrame&& frame) {
+    if (frame.header.kind == kHeartbeatKind) return;  // a sign of life, already noted
     try {
       on_frame_(std::move(frame));
     } catch (const std::exception& e) {
@@ -699,6 +744,80 @@ class MpiTransport final : public Transport {
       handle(std::move(f));
     }
     return true;
+  }
+
+  // Failure detection -------------------------------------------------------------------------
+
+  // Every rank learns every other's process id and host, to check same-host peers directly.
+  void exchange_identities() {
+    struct Identity {
+      int64_t pid;
+      char host[MPI_MAX_PROCESSOR_NAME + 1];
+    };
+    Identity mine{};
+    mine.pid = static_cast<int64_t>(::getpid());
+    int len = 0;
+    MPI_Get_processor_name(mine.host, &len);
+    std::vector<Identity> all(static_cast<size_t>(world_));
+    TENSAIR_MPI_CHECK(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, comm_));
+    peer_pid_.resize(static_cast<size_t>(world_));
+    same_host_.resize(static_cast<size_t>(world_));
+    for (int r = 0; r < world_; ++r) {
+      peer_pid_[static_cast<size_t>(r)] = static_cast<pid_t>(all[static_cast<size_t>(r)].pid);
+      same_host_[static_cast<size_t>(r)] = std::strncmp(all[static_cast<size_t>(r)].host, mine.host, sizeof mine.host) == 0;
+    }
+  }
+
+  // Does process `pid` of this host still run? A zombie (dead, not yet reaped) does not.
+  static bool process_alive(pid_t pid) {
+    if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    FILE* f = std::fopen(path, "r");
+    if (!f) return errno != ENOENT;
+    char buf[512];
+    size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    const char* paren = std::strrchr(buf, ')');  // the state follows the command name
+    return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+  }
+
+  void lose(int r, const std::string& what) {
+    lost_[static_cast<size_t>(r)] = true;
+    on_lost_(r, what);
+  }
+
+  // Sends heartbeats where due and judges every peer's liveness (progress thread).
+  void watch(bool shutdown_requested) {
+    const auto now = Clock::now();
+    if (!shutdown_requested) {
+      for (int r = 0; r < world_; ++r) {
+        if (r == rank_ || lost_[static_cast<size_t>(r)]) continue;
+        if (now - last_sent_[static_cast<size_t>(r)] >= heartbeat_every_) {
+          OutFrame hb;
+          hb.header.kind = kHeartbeatKind;
+          dispatch({r, std::move(hb), nullptr});
+          last_sent_[static_cast<size_t>(r)] = now;
+        }
+      }
+    }
+    if (now < next_liveness_check_) return;
+    next_liveness_check_ = now + std::chrono::milliseconds(100);
+    for (int r = 0; r < world_; ++r) {
+      if (r == rank_ || lost_[static_cast<size_t>(r)]) continue;
+      if (same_host_[static_cast<size_t>(r)] && !process_alive(peer_pid_[static_cast<size_t>(r)])) {
+        lose(r, "is gone (its process " + std::to_string(peer_pid_[static_cast<size_t>(r)]) + " has exited)");
+        continue;
+      }
+      const auto silent = now - last_heard_[static_cast<size_t>(r)];
+      if (!shutdown_requested && silent > watch_timeout_) {
+        char secs[32];
+        std::snprintf(secs, sizeof secs, "%.1f", std::chrono::duration<double>(silent).count());
+        lose(r, std::string("stopped responding: nothing arrived from it for ") + secs +
+                    " s (heartbeat_timeout; a stopped or hung process?)");
+      }
+    }
   }
 
   // Shutdown ----------------------------------------------------------------------------------
@@ -780,6 +899,17 @@ class MpiTransport final : public Transport {
   bool barrier_posted_ = false;
 
   std::atomic<uint64_t> frames_sent_{0}, frames_received_{0}, bytes_sent_{0}, bytes_received_{0};
+
+  // Failure detection (P, set before start()).
+  PeerLostHandler on_lost_;
+  Clock::duration watch_timeout_{};
+  Clock::duration heartbeat_every_{};
+  std::vector<pid_t> peer_pid_;
+  std::vector<bool> same_host_;
+  std::vector<Clock::time_point> last_heard_, last_sent_;
+  std::vector<bool> lost_;
+  Clock::time_point next_liveness_check_{};
+  std::atomic<bool> abandoned_{false};
 };
 
 }  // namespace

@@ -113,6 +113,13 @@ class Context {
   virtual void set_timer(std::chrono::steady_clock::time_point when) = 0;
   virtual void clear_timer() = 0;
 
+  // In snapshot() only: the engine fsyncs file descriptor `fd` (it keeps a duplicate) on its
+  // writer thread before this checkpoint can complete, so that what the file holds at the
+  // snapshot is durable when the checkpoint is, without snapshot() waiting for the disk (a
+  // sink flushes its buffer to the file, records its length and hands the file here). The
+  // default (a Context outside the engine, in tests) fsyncs at once. Throws IoError.
+  virtual void sync_at_checkpoint(int fd);
+
   // True once the job is stopping because of an error; long loops should check it.
   virtual bool cancelled() const = 0;
   // Sources: true when the engine wants produce() to return soon (a checkpoint barrier or a

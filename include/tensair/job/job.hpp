@@ -1,6 +1,8 @@
 // Job files: a dataflow described in TOML. See docs/job-files.md for every key.
 //
-//   [job]                     settings of the whole job (name, credit, metrics interval)
+//   [job]                     settings of the whole job (name, credit, metrics interval,
+//                             heartbeat timeout)
+//   [checkpoint]              job-wide checkpoints (every_s, every_records, dir, keep)
 //   [<operator name>]         one table per operator, with `type` and its parameters, and
 //     from = "op[.port]"      the upstream of its input port "in" (or [op.inputs.<port>]
 //     routing = "key_hash"    tables for operators with several inputs), the edge's routing,
@@ -28,8 +30,6 @@ struct LoadOptions {
   // Where relative output paths (sinks, exports) go. Relative input paths resolve against the
   // job file's directory, or the working directory for values given as overrides.
   std::filesystem::path out_dir = "out";
-  // The CLI's --resume: a checkpoint directory stateful operators (models) start from.
-  std::filesystem::path resume;
   // Read only the file and its [job] table (name, settings) and build no operator: what the
   // CLI needs to name the default output folder without building the job twice.
   bool job_table_only = false;

@@ -21,7 +21,6 @@ struct FileContext {
   std::filesystem::path base_dir;  // its directory: relative input paths start here
   std::filesystem::path out_dir;   // relative output paths start here
   std::set<std::string> overridden;  // "section.key" set with --set (relative to the cwd)
-  std::filesystem::path resume;      // --resume DIR (empty: none)
 };
 
 class Params {

@@ -70,6 +70,7 @@ class Transport {
   // nothing more is sent or received, and the transport cannot start again. Destroying an
   // abandoned transport does not finalise MPI (that would wait for the lost peer forever).
   virtual void abandon() {}
+  virtual bool abandoned() const { return false; }
 
   virtual TransportStats stats() const = 0;
 
