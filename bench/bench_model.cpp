@@ -87,10 +87,10 @@ double tensair_run(const std::vector<Batch>& batches, int ranks, int threads, co
   o.network.kind = "cifar_cnn";
   o.inputs = {"image"};
   o.label = "label";
-  o.optimizer.kind = "adam";
+  o.optimizer.kind = model::OptimizerKind::kAdam;
   o.optimizer.lr = 1e-3;
   o.threads = threads;
-  o.mode = mode;
+  o.mode = model::parse_mode(mode);
   o.log_every = 1000000;
   auto model = model::model_operator(o);
   struct Src final : dataflow::Operator {

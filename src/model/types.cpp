@@ -4,7 +4,8 @@
 //   features = [columns fed to forward]   label = "label"   id = "id"
 //   loss = "cross_entropy" | "bce" | "mse" | "sgns"   seed, threads
 //   optimizer = "sgd" | "adam", lr, momentum, weight_decay, beta1, beta2, eps
-//   mode = "dasgd" | "sync" | "local", broadcast_every, max_staleness, fp16, sparse, coalesce
+//   mode = "dasgd" | "sync" | "local", exchange = "update" | "gradient", broadcast_every,
+//   max_staleness, fp16, sparse, coalesce
 //   training = "always" | "until_converged" | "never", epoch_size, convergence_factor,
 //   epochs_for_convergence, eval_every, max_steps, nan_policy = "skip" | "error", warmup_steps
 //   export, csv, log_every (checkpoints: the job's [checkpoint] table)
@@ -48,31 +49,40 @@ ModelOptions model_options(const job::Params& p) {
                                             : o.network.kind == "mlp"    ? std::vector<std::string>{"x"}
                                                                          : std::vector<std::string>{"image"};
   o.inputs = p.strings("features", default_inputs);  // "inputs" is the job file's port tables
-  o.loss = p.str("loss", o.network.kind == "skipgram" ? "sgns" : "cross_entropy");
-  o.label = p.str("label", o.loss == "sgns" ? "" : (o.network.kind == "mlp" ? "y" : "label"));
+  // A fixed set of names becomes its enum here, once, with the key named when it is wrong.
+  auto choice = [&p](const std::string& key, const std::string& def, auto parse) {
+    try {
+      return parse(p.str(key, def));
+    } catch (const ConfigError& e) {
+      p.fail(key, e.what());
+    }
+  };
+  o.loss = choice("loss", o.network.kind == "skipgram" ? "sgns" : "cross_entropy", parse_loss);
+  o.label = p.str("label", o.loss == Loss::kSgns ? "" : (o.network.kind == "mlp" ? "y" : "label"));
   o.id = p.str("id", o.id);
   o.seed = static_cast<uint64_t>(p.integer("seed", 1, 0));
   o.threads = static_cast<int>(p.integer("threads", 0, 0, 1024));
-  o.optimizer.kind = p.str("optimizer", "sgd");
-  o.optimizer.lr = p.number("lr", o.optimizer.kind == "adam" ? 1e-3 : 0.01);
+  o.optimizer.kind = choice("optimizer", "sgd", parse_optimizer);
+  o.optimizer.lr = p.number("lr", o.optimizer.kind == OptimizerKind::kAdam ? 1e-3 : 0.01);
   o.optimizer.momentum = p.number("momentum", 0);
   o.optimizer.weight_decay = p.number("weight_decay", 0);
   o.optimizer.beta1 = p.number("beta1", 0.9);
   o.optimizer.beta2 = p.number("beta2", 0.999);
   o.optimizer.eps = p.number("eps", 1e-8);
-  o.mode = p.str("mode", o.mode);
+  o.mode = choice("mode", name_of(o.mode), parse_mode);
+  o.exchange = choice("exchange", name_of(o.exchange), parse_exchange);
   o.broadcast_every = static_cast<int>(p.integer("broadcast_every", 1, 1, 1 << 20));
   if (p.has("max_staleness")) o.max_staleness = p.integer("max_staleness", std::nullopt, 1);
   o.fp16 = p.boolean("fp16", false);
   o.sparse = p.boolean("sparse", true);
   o.coalesce = p.boolean("coalesce", false);
-  o.training = p.str("training", o.training);
+  o.training = choice("training", name_of(o.training), parse_training);
   o.epoch_size = p.integer("epoch_size", o.epoch_size, 1);
   o.convergence_factor = p.number("convergence_factor", o.convergence_factor);
   o.epochs_for_convergence = static_cast<int>(p.integer("epochs_for_convergence", 2, 2, 1000));
   o.eval_every = p.integer("eval_every", 0, 0);
   o.max_steps = p.integer("max_steps", 0, 0);
-  o.nan_policy = p.str("nan_policy", o.nan_policy);
+  o.nan_policy = choice("nan_policy", name_of(o.nan_policy), parse_nan_policy);
   o.warmup_steps = p.integer("warmup_steps", o.warmup_steps, 1);
   for (const char* gone : {"checkpoint_dir", "checkpoint_every", "resume"}) {
     if (p.has(gone)) {

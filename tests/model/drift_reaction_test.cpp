@@ -63,7 +63,7 @@ TEST(DriftReactionTest, ConvergeStopSwapDetectResumeRecover) {
     m.label = "y";
     m.optimizer.lr = 0.1;
     m.threads = 1;
-    m.training = "until_converged";
+    m.training = Training::kUntilConverged;
     m.epoch_size = 100;
     m.convergence_factor = 0.02;
     drift::DetectorOperatorOptions d;

@@ -8,13 +8,18 @@
 //            evaluate   a held-out stream, kept and evaluated every eval_every steps (optional)
 //            control    column `command` (string): "start" / "stop" training,
 //                       "reset_optimizer", "warmup"; used by the drift detector      (optional)
-//            exchange   deltas from the other replicas (connected automatically)
+//            exchange   updates from the other replicas (connected automatically)
 //   outputs  predictions  id (when the input has it) + `output` (the network's output)
 //            metrics      one row per batch: rank, step, version, phase (train, predict,
 //                         eval), loss, accuracy, samples (in the batch), records (train +
 //                         predicted records of this replica so far), samples_per_s,
 //                         staleness_mean, staleness_max, training
-//            exchange     deltas to the other replicas (connected automatically)
+//            exchange     updates to the other replicas (connected automatically)
+//
+// Checkpoints: an instance's snapshot holds its weights, optimizer state, the replication
+// state (version, peers' clocks, updates waiting for credit or for coalescing, sync steps in
+// progress), the held-back batch of a bounded-staleness wait, the evaluation set, its counters
+// and the epoch/convergence state; a restored replica carries on exactly where it was.
 //
 // This header is free of LibTorch so that programs configuring a job need not include it.
 #pragma once
@@ -28,6 +33,44 @@
 #include "tensair/dataflow/operator.hpp"
 
 namespace tensair::model {
+
+// How replicas share their training (replication.hpp has the protocols).
+enum class Mode {
+  kDasgd,  // decentralised asynchronous SGD: every update goes to every peer, applied on arrival
+  kSync,   // every step, the sample-weighted mean of every replica's gradient
+  kLocal,  // no exchange
+};
+// What a DASGD update carries.
+enum class Exchange {
+  kUpdate,    // the applied parameter update (w after - w before), added by receivers: exact for
+              // every optimizer, so replicas end equal with Adam and momentum too
+  kGradient,  // the raw gradient, applied through each receiver's optimizer
+};
+enum class Training {
+  kAlways,          // every train batch is a step
+  kUntilConverged,  // train until the convergence rule holds, then predict until told to start
+  kNever,           // predict only
+};
+enum class NanPolicy {
+  kSkip,   // a non-finite loss is counted and its batch skipped
+  kError,  // it ends the job
+};
+enum class Loss { kCrossEntropy, kBce, kMse, kSgns };
+enum class OptimizerKind { kSgd, kAdam };
+
+// Job-file names of these values, and back. parse_* throws ConfigError listing the known names.
+Mode parse_mode(const std::string& name);
+Exchange parse_exchange(const std::string& name);
+Training parse_training(const std::string& name);
+NanPolicy parse_nan_policy(const std::string& name);
+Loss parse_loss(const std::string& name);
+OptimizerKind parse_optimizer(const std::string& name);
+const char* name_of(Mode v);
+const char* name_of(Exchange v);
+const char* name_of(Training v);
+const char* name_of(NanPolicy v);
+const char* name_of(Loss v);
+const char* name_of(OptimizerKind v);
 
 // The network: a built-in (built as a TorchScript module in C++, so it exports like any
 // other) or a TorchScript file saved from Python.
@@ -45,7 +88,7 @@ struct NetworkOptions {
 };
 
 struct OptimizerOptions {
-  std::string kind = "sgd";  // sgd | adam
+  OptimizerKind kind = OptimizerKind::kSgd;
   double lr = 0.01;
   double momentum = 0;
   double weight_decay = 0;
@@ -60,34 +103,32 @@ struct ModelOptions {
   std::vector<std::string> inputs;
   std::string label;
   std::string id = "id";                 // copied into predictions when present
-  std::string loss = "cross_entropy";    // cross_entropy | bce | mse | sgns
+  Loss loss = Loss::kCrossEntropy;
   uint64_t seed = 1;                     // same on every replica: equal initial weights
   int threads = 0;                       // torch intra-op threads; 0: cores / local ranks - 1 (at least 1)
 
   // Replication.
-  std::string mode = "dasgd";            // dasgd | sync | local (no exchange)
-  int broadcast_every = 1;               // dasgd: local steps per delta sent
+  Mode mode = Mode::kDasgd;
+  Exchange exchange = Exchange::kUpdate;  // dasgd: what travels (docs/model.md: why the default)
+  int broadcast_every = 1;               // dasgd: local steps per update sent
   std::optional<int64_t> max_staleness;  // dasgd: SSP bound on the staleness of applied deltas
-  bool fp16 = false;                     // send dense deltas as float16
-  bool sparse = true;                    // send sparse gradients as rows (indices + values)
-  bool coalesce = false;                 // sum queued remote deltas into one step
+  bool fp16 = false;                     // send dense updates as float16
+  bool sparse = true;                    // send sparse updates as rows (indices + values)
+  bool coalesce = false;                 // sum queued remote updates into one before applying
 
   // Lifecycle.
-  std::string training = "always";       // always | until_converged | never
+  Training training = Training::kAlways;
   int64_t epoch_size = 1000;             // mini-batches (all replicas) per epoch
   double convergence_factor = 1e-2;
   int epochs_for_convergence = 2;
   int64_t eval_every = 0;                // steps between evaluations (0: at the end only)
   int64_t max_steps = 0;                 // stop training after this many local steps (0: no limit)
-  std::string nan_policy = "skip";       // skip | error
+  NanPolicy nan_policy = NanPolicy::kSkip;
   // After a "warmup" command (sent by the drift detector with warmup = true), the learning rate
   // ramps linearly from lr/warmup_steps back to lr over this many own steps.
   int64_t warmup_steps = 100;
 
   // Files (paths may contain {rank}).
-  std::filesystem::path checkpoint_dir;  // empty: no checkpoints
-  int64_t checkpoint_every = 0;          // steps (0: at the end only)
-  std::filesystem::path resume;          // a checkpoint directory to start from
   std::filesystem::path export_path;     // TorchScript file written at the end
   std::filesystem::path csv_path;        // reference-compatible rows: "training, n,loss,acc,"
   int64_t log_every = 10;                // steps between metrics.jsonl lines
