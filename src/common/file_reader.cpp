@@ -1,11 +1,14 @@
 #include "tensair/common/file_reader.hpp"
 
 #include <lzma.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "tensair/common/error.hpp"
 
@@ -25,6 +28,11 @@ struct FileReader::Decoder {
   virtual ~Decoder() = default;
   // Appends decoded bytes to `out`; returns false at the end of the data.
   virtual bool decode(std::string& out) = 0;
+  // The uncompressed size when the format knows it without decoding (plain files only).
+  virtual std::optional<uint64_t> size() { return std::nullopt; }
+  // Random access (formats with a size() only): the next decode() starts at byte `position`,
+  // which is at most size().
+  virtual void seek(uint64_t /*position*/) {}
 };
 
 namespace {
@@ -54,6 +62,18 @@ class RawFile {
     }
     return got;
   }
+  uint64_t size() {
+    struct stat st;
+    if (::fstat(::fileno(f_), &st) != 0) {
+      throw IoError("cannot stat " + path_.string() + ": " + std::strerror(errno));
+    }
+    return static_cast<uint64_t>(st.st_size);
+  }
+  void seek(uint64_t position) {
+    if (::fseeko(f_, static_cast<off_t>(position), SEEK_SET) != 0) {
+      throw IoError("cannot seek in " + path_.string() + ": " + std::strerror(errno));
+    }
+  }
 
  private:
   std::filesystem::path path_;
@@ -70,6 +90,8 @@ class PlainDecoder final : public FileReader::Decoder {
     out.resize(old + got);
     return got > 0;
   }
+  std::optional<uint64_t> size() override { return file_.size(); }
+  void seek(uint64_t position) override { file_.seek(position); }
 
  private:
   RawFile file_;
@@ -204,6 +226,34 @@ void FileReader::open() {
 }
 
 void FileReader::rewind() { open(); }
+
+void FileReader::seek(uint64_t position) {
+  if (std::optional<uint64_t> size = decoder_->size()) {
+    if (position > *size) {
+      throw IoError("cannot resume reading " + path_.string() + " at byte " +
+                    std::to_string(position) + ": the file has only " + std::to_string(*size) +
+                    " bytes (did it change?)");
+    }
+    decoder_->seek(position);
+    buf_.clear();
+    buf_pos_ = 0;
+    position_ = position;
+    return;
+  }
+  // No random access in a compressed stream: decompress from the start and discard.
+  rewind();
+  while (position_ < position) {
+    if (buf_pos_ == buf_.size() && !fill()) {
+      throw IoError("cannot resume reading " + path_.string() + " at uncompressed byte " +
+                    std::to_string(position) + ": the data ends after " +
+                    std::to_string(position_) + " bytes (did the file change?)");
+    }
+    const size_t k =
+        static_cast<size_t>(std::min<uint64_t>(position - position_, buf_.size() - buf_pos_));
+    buf_pos_ += k;
+    position_ += k;
+  }
+}
 
 bool FileReader::fill() {
   if (buf_pos_ > 0) {

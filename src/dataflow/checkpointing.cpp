@@ -51,6 +51,7 @@ void Impl::on_trigger(uint64_t id, bool stop, int signal) {
         if (rc.reports.count(in->id)) continue;
         if (in->ckpt_finished) {
           rc.reports[in->id] = std::nullopt;
+          in->forward_barriers_finished(id);
         } else {
           in->deliver_trigger(id);
         }
@@ -84,7 +85,10 @@ void Impl::report_finished_everywhere_locked(Instance& in) {
   for (auto& [id, rc] : rank_ckpts) {
     if (!rc.reports.count(in.id)) ids.push_back(id);
   }
-  for (uint64_t id : ids) report_locked(in, id, std::nullopt);
+  for (uint64_t id : ids) {
+    report_locked(in, id, std::nullopt);
+    in.forward_barriers_finished(id);
+  }
 }
 
 // Once every local instance has reported checkpoint `id`, its rank file goes to the writer.

@@ -203,6 +203,8 @@ class Instance final : public Context {
   // On the instance's thread as it finishes, under Impl::ckpt_mu: completes the checkpoint in
   // progress and reports the instance finished in the ones it has not reported.
   void finish_checkpoints();
+  // A finished instance forwards checkpoint `id`'s barrier (under Impl::ckpt_mu).
+  void forward_barriers_finished(uint64_t id);
 
   Impl& impl;
   const int id;  // global instance id
@@ -254,7 +256,6 @@ class Instance final : public Context {
   std::vector<RecordedItem> recorded;        // its channel state, recorded since
   const RestoredInstance* restored_ = nullptr;
   uint64_t restored_id_ = 0;
-  std::vector<RecordedItem> restored_items_;
   // Sources: the newest trigger and completion announced to this instance (its thread checks
   // them between produce() calls), and records read since it last asked for a checkpoint.
   std::atomic<uint64_t> source_trigger_{0};

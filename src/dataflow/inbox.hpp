@@ -4,10 +4,17 @@
 // senders); the instance's thread pops them. Each input port has its own FIFO of the items its
 // channels deliver in order (batches, end-of-stream markers, checkpoint barriers), so
 // per-channel order is kept. pop() serves, among ports that are not paused, the highest
-// priority first and, at equal priority, the item that arrived first. A paused port still
-// serves a checkpoint barrier at its head: a barrier is not data, and holding it back would only
-// hold the checkpoint up. Control items that belong to no port (the end of a cycle, checkpoint
-// triggers and completions, credit coming back) are served before anything else, in order.
+// priority first and, at equal priority, the item that arrived first. Control items that belong
+// to no port (the end of a cycle, checkpoint triggers and completions, credit coming back) are
+// served before anything else, in order.
+//
+// Checkpoint barriers overtake: a barrier goes to the head of its port's queue (a paused port
+// still serves a barrier at its head), ahead of the batches of its channel that were queued
+// before it, and takes a reference to each of them along (InboxItem::overtaken), and notes an
+// end of stream it overtook (a barrier can follow the end of a channel: a finished sender still
+// forwards later checkpoints' barriers). What it overtook is in flight in the cut: the instance
+// saves it with its snapshot, and still processes it afterwards as usual. So a checkpoint never
+// waits for a deep queue to drain, and what it records is bounded by the credit.
 //
 // The inbox never blocks a pusher: credit-based flow control bounds what senders may push.
 #pragma once
@@ -43,6 +50,8 @@ struct InboxItem {
   size_t bytes = 0;
   uint64_t id = 0;
   bool restored = false;  // re-delivered from a checkpoint: no credit to return for it
+  std::vector<BatchPtr> overtaken;  // barrier: the batches of its channel queued before it
+  bool overtook_end = false;        // barrier: ... and the channel's end of stream
   uint64_t stamp = 0;     // arrival order, set by push
 
   bool on_port() const {
@@ -62,7 +71,17 @@ class Inbox {
       std::lock_guard lock(mu_);
       if (cancelled_) return;
       item.stamp = next_stamp_++;
-      if (item.on_port()) {
+      if (item.kind == InboxItem::Kind::kBarrier) {
+        auto& q = queues_[static_cast<size_t>(item.port)];
+        for (const InboxItem& queued : q) {
+          if (queued.channel != item.channel) continue;
+          if (queued.kind == InboxItem::Kind::kData) item.overtaken.push_back(queued.batch);
+          if (queued.kind == InboxItem::Kind::kEndOfStream) item.overtook_end = true;
+        }
+        item.stamp = 0;  // first among the ports of its priority too
+        q.push_front(std::move(item));
+        depth_++;
+      } else if (item.on_port()) {
         queues_[static_cast<size_t>(item.port)].push_back(std::move(item));
         depth_++;
       } else {

@@ -262,13 +262,25 @@ void Instance::prepare(RestoredInstance* restored, uint64_t restored_id) {
   StateReader r(restored->engine,
                 "checkpoint " + checkpoint_folder_name(restored_id) + ", " + context());
   load_engine_state(r);
-  for (const RecordedItem& item : restored->items) {
+  // The items in flight at the checkpoint go into the inbox now, before any instance runs, so
+  // that on each channel they come before everything sent after the restore.
+  for (RecordedItem& item : restored->items) {
     if (std::find(in_channels.begin(), in_channels.end(), item.channel) == in_channels.end()) {
       r.fail("has a recorded item of channel " + std::to_string(item.channel) +
              ", which this instance does not have");
     }
+    const Channel& ch = *impl.channels[item.channel];
+    InboxItem in;
+    in.kind = item.end_of_stream ? InboxItem::Kind::kEndOfStream : InboxItem::Kind::kData;
+    in.port = ch.dst_port;
+    in.channel = ch.id;
+    in.batch = std::move(item.batch);
+    in.bytes = in.batch ? in.batch->byte_size() : 0;
+    in.restored = true;
+    if (ch.cycle) c.cycle_sent++;  // in flight again: the termination counts balance
+    inbox->push(std::move(in));
   }
-  restored_items_ = std::move(restored->items);
+  restored->items.clear();
 }
 
 void Instance::thread_main() {
@@ -291,19 +303,6 @@ void Instance::thread_main() {
             "checkpoint " + checkpoint_folder_name(restored_id_) + ", state of " + context());
         op_impl->restore(r, *this);
         r.expect_end();
-        for (RecordedItem& item : restored_items_) {
-          InboxItem in;
-          const Channel& ch = *impl.channels[item.channel];
-          in.kind = item.end_of_stream ? InboxItem::Kind::kEndOfStream : InboxItem::Kind::kData;
-          in.port = ch.dst_port;
-          in.channel = ch.id;
-          in.batch = std::move(item.batch);
-          in.bytes = in.batch ? in.batch->byte_size() : 0;
-          in.restored = true;
-          if (ch.cycle) c.cycle_sent++;  // in flight again: the termination counts balance
-          inbox->push(std::move(in));
-        }
-        restored_items_.clear();
       }
       op_impl->open(*this);
       if (is_source_) {
@@ -407,7 +406,15 @@ void Instance::handle(InboxItem& item) {
     }
     case InboxItem::Kind::kBarrier: {
       Channel& ch = *impl.channels[item.channel];
-      apply_step(tracker->on_barrier(ch.id, item.id));
+      const SnapshotTracker::Step step = tracker->on_barrier(ch.id, item.id);
+      if (step.snapshot) take_snapshot(step.snapshot);
+      // The batches this barrier overtook in the inbox were in flight: they go with the
+      // snapshot (and are still processed, after it, as they come).
+      if (step.snapshot == item.id || step.complete == item.id || tracker->active() == item.id) {
+        for (BatchPtr& b : item.overtaken) recorded.push_back({ch.id, false, std::move(b)});
+        if (item.overtook_end) recorded.push_back({ch.id, true, nullptr});
+      }
+      if (step.complete) impl.report(*this, step.complete, snapshot_entry(), std::exchange(snap_fds_, {}));
       if (ch.cycle) c.cycle_processed++;
       return;
     }
@@ -510,9 +517,22 @@ std::string Instance::snapshot_entry() {
 
 void Instance::finish_checkpoints() {
   const SnapshotTracker::FinishStep f = tracker->on_finish();
-  if (f.complete) impl.report_locked(*this, f.complete, snapshot_entry(), std::exchange(snap_fds_, {}));
+  if (f.complete) {
+    impl.report_locked(*this, f.complete, snapshot_entry(), std::exchange(snap_fds_, {}));
+  }
   ckpt_finished = true;
   impl.report_finished_everywhere_locked(*this);
+}
+
+// A finished instance is finished in every later checkpoint; it still forwards each one's
+// barrier, after its end of stream, so that its receivers need not wait for its channels to
+// drain (the rank calls this under Impl::ckpt_mu, once the instance's thread no longer sends).
+void Instance::forward_barriers_finished(uint64_t checkpoint) {
+  for (auto& port : outputs) {
+    for (OutEdge& e : port) {
+      for (uint32_t ch : e.channels) impl.send_barrier(*this, *impl.channels[ch], checkpoint);
+    }
+  }
 }
 
 // The engine's part of an instance's state: its counters, round-robin positions, which input

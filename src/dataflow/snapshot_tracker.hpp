@@ -6,9 +6,11 @@
 // any input, forwards the barrier on every output at once, and from then on records every item
 // that its other input channels still deliver until that channel's barrier (or end of stream)
 // arrives. Those recorded items are "in flight" in the cut: they are saved with the snapshot and
-// delivered again, in order, after a restore. Nothing waits for alignment, so a checkpoint can
-// never block training or deadlock a cycle (the model exchange), and what is recorded is bounded
-// by the credit of each channel.
+// delivered again, in order, after a restore. A barrier also overtakes the batches of its
+// channel already queued in the inbox (inbox.hpp): they were sent before it, so they are in
+// flight too, and the instance saves them with its snapshot. Nothing waits for alignment or for
+// a queue to drain, so a checkpoint can never block training or deadlock a cycle (the model
+// exchange), and what is recorded is bounded by the credit of each channel.
 //
 // An instance whose non-cycle inputs have all ended (a source has none) snapshots when its rank
 // learns of the checkpoint (the trigger), since no barrier can reach it from upstream any more.
@@ -43,7 +45,8 @@ class SnapshotTracker {
     uint64_t complete = 0;  // 0: none
   };
 
-  // A barrier of checkpoint `id` was popped from `channel`.
+  // A barrier of checkpoint `id` was popped from `channel`. When it overtook queued batches,
+  // they belong to the checkpoint if `taken(id)` afterwards.
   Step on_barrier(uint32_t channel, uint64_t id);
   // The rank learned of checkpoint `id`.
   Step on_trigger(uint64_t id);

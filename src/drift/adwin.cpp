@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "drift/detector_state.hpp"
 #include "drift/param_reader.hpp"
 #include "tensair/common/error.hpp"
 
@@ -180,6 +181,66 @@ nlohmann::json Adwin::state() const {
   return {{"values", values_},    {"detections", detections_}, {"width", width_},
           {"mean", mean()},       {"variance", variance()},    {"buckets", buckets()},
           {"rows", rows_.size()}, {"shrinks", shrinks_}};
+}
+
+// ---- Checkpoints ------------------------------------------------------------------------------
+
+namespace {
+constexpr uint32_t kAdwinLayout = 1;
+}  // namespace
+
+std::string Adwin::save_state() const {
+  detail::DetectorStateWriter w(name(), kAdwinLayout, params().dump());
+  w.put<uint64_t>(width_);
+  w.put<double>(total_);
+  w.put<double>(variance_);
+  w.put<uint64_t>(tick_);
+  w.put<uint64_t>(values_);
+  w.put<uint64_t>(detections_);
+  w.put<uint64_t>(shrinks_);
+  // The buckets, newest row first; only a row's first `count` slots hold buckets.
+  w.put<uint64_t>(rows_.size());
+  for (const Row& row : rows_) {
+    w.put_doubles(row.total.data(), row.count);
+    w.put_doubles(row.variance.data(), row.count);
+  }
+  return w.take();
+}
+
+void Adwin::load_state(std::string_view state) {
+  detail::DetectorStateReader r(state, name(), kAdwinLayout, params().dump());
+  const auto width = r.get<uint64_t>();
+  const auto total = r.get<double>(), variance = r.get<double>();
+  const auto tick = r.get<uint64_t>();
+  const auto values = r.get<uint64_t>(), detections = r.get<uint64_t>(),
+             shrinks = r.get<uint64_t>();
+  const uint64_t n = r.get_count(16);
+  if (n < 1 || n > 64) r.fail("holds " + std::to_string(n) + " bucket rows");
+  std::vector<Row> rows;
+  uint64_t summarised = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    std::vector<double> totals = r.get_doubles(), variances = r.get_doubles();
+    if (totals.size() != variances.size() || totals.size() > params_.max_buckets) {
+      r.fail("holds a bucket row of " + std::to_string(totals.size()) + " buckets (max_buckets " +
+             std::to_string(params_.max_buckets) + ")");
+    }
+    summarised += totals.size() << i;
+    Row row{static_cast<uint32_t>(totals.size()), std::vector<double>(params_.max_buckets + 1),
+            std::vector<double>(params_.max_buckets + 1)};
+    std::copy(totals.begin(), totals.end(), row.total.begin());
+    std::copy(variances.begin(), variances.end(), row.variance.begin());
+    rows.push_back(std::move(row));
+  }
+  r.expect_end();
+  if (summarised != width) {
+    r.fail("holds buckets of " + std::to_string(summarised) + " values for a window of " +
+           std::to_string(width));
+  }
+  rows_ = std::move(rows);
+  width_ = width;
+  total_ = total, variance_ = variance;
+  tick_ = tick;
+  values_ = values, detections_ = detections, shrinks_ = shrinks;
 }
 
 }  // namespace tensair::drift

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "tensair/common/error.hpp"
+#include "tensair/dataflow/state.hpp"
 #include "tensair/job/registry.hpp"
 
 namespace tensair::drift {
@@ -103,7 +104,37 @@ class DetectorDef final : public dataflow::OperatorDef {
       }
     }
 
+    // Checkpoints: the detector's own state (Detector::save_state) and the counters.
+    void snapshot(dataflow::StateWriter& state, Context&) override {
+      state.put<uint32_t>(kLayout);
+      const std::string detector = detector_->save_state();
+      state.put_bytes(detector.data(), detector.size());
+      state.put<int64_t>(index_);
+      state.put<int64_t>(fed_since_reset_);
+    }
+    void restore(dataflow::StateReader& state, Context&) override {
+      const auto layout = state.get<uint32_t>();
+      if (layout != kLayout) {
+        state.fail("holds drift_detector state of layout version " + std::to_string(layout) +
+                   ", this build reads version " + std::to_string(kLayout));
+      }
+      const std::string_view detector = state.get_bytes();
+      try {
+        detector_->load_state(detector);
+      } catch (const DataError& e) {
+        state.fail(e.what());
+      }
+      index_ = state.get<int64_t>();
+      fed_since_reset_ = state.get<int64_t>();
+      if (index_ < 0 || fed_since_reset_ < 0 || fed_since_reset_ > index_) {
+        state.fail("holds impossible counters (" + std::to_string(index_) + " values fed, " +
+                   std::to_string(fed_since_reset_) + " since the last reset)");
+      }
+    }
+
    private:
+    static constexpr uint32_t kLayout = 1;
+
     const DetectorOperatorOptions& o_;
     std::unique_ptr<Detector> detector_;
     int64_t index_ = 0, fed_since_reset_ = 0;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "drift/detector_state.hpp"
 #include "tensair/common/error.hpp"
 
 namespace tensair::drift {
@@ -111,6 +112,21 @@ Score evaluate(Detector& detector, const LabelledStream& stream, int timed_passe
   }
   detector.reset();
   return s;
+}
+
+std::string PeriodicDetector::save_state() const {
+  detail::DetectorStateWriter w(name(), 1, params().dump());
+  w.put<uint64_t>(values_);
+  w.put<uint64_t>(detections_);
+  return w.take();
+}
+
+void PeriodicDetector::load_state(std::string_view state) {
+  detail::DetectorStateReader r(state, name(), 1, params().dump());
+  const auto values = r.get<uint64_t>(), detections = r.get<uint64_t>();
+  r.expect_end();
+  if (detections > values) r.fail("holds more detections than values");
+  values_ = values, detections_ = detections;
 }
 
 }  // namespace tensair::drift

@@ -12,6 +12,7 @@
 #include <map>
 #include <tuple>
 
+#include "drift/detector_state.hpp"
 #include "drift/param_reader.hpp"
 #include "tensair/common/error.hpp"
 #include "tensair/common/file_reader.hpp"
@@ -526,6 +527,60 @@ nlohmann::json Optwin::state() const {
   j["f_crit"] = c.phi;
   j["warning"] = std::isnan(t_warn) ? false : (both_ ? std::abs(t) : t) > t_warn;
   return j;
+}
+
+// ---- Checkpoints ------------------------------------------------------------------------------
+
+namespace {
+constexpr uint32_t kOptwinLayout = 1;
+}  // namespace
+
+std::string Optwin::save_state() const {
+  detail::DetectorStateWriter w(name(), kOptwinLayout, params().dump());
+  w.put<uint64_t>(cut_);
+  w.put<double>(shift_);
+  w.put<double>(h_sum_);
+  w.put<double>(h_sq_);
+  w.put<double>(n_sum_);
+  w.put<double>(n_sq_);
+  w.put<uint64_t>(evictions_);
+  w.put<uint64_t>(values_);
+  w.put<uint64_t>(detections_);
+  w.put<uint64_t>(flushes_);
+  w.put<int32_t>(last_drift_);
+  // The window oldest first (as stored: minus shift_); where it sat in the ring does not matter.
+  std::vector<double> window(len_);
+  for (size_t i = 0; i < len_; ++i) window[i] = at(i);
+  w.put_doubles(window);
+  return w.take();
+}
+
+void Optwin::load_state(std::string_view state) {
+  detail::DetectorStateReader r(state, name(), kOptwinLayout, params().dump());
+  const auto cut = r.get<uint64_t>();
+  const auto shift = r.get<double>();
+  const auto h_sum = r.get<double>(), h_sq = r.get<double>();
+  const auto n_sum = r.get<double>(), n_sq = r.get<double>();
+  const auto evictions = r.get<uint64_t>();
+  const auto values = r.get<uint64_t>(), detections = r.get<uint64_t>(),
+             flushes = r.get<uint64_t>();
+  const auto last_drift = r.get<int32_t>();
+  std::vector<double> window = r.get_doubles();
+  r.expect_end();
+  if (window.size() > cap_ || cut > window.size() || evictions >= cap_ || last_drift < 0 ||
+      last_drift > 2 || window.size() > values) {
+    r.fail("holds an impossible window (" + std::to_string(window.size()) + " values, cut " +
+           std::to_string(cut) + ", w_length " + std::to_string(cap_) + ")");
+  }
+  clear_window();
+  std::copy(window.begin(), window.end(), buf_.begin());
+  len_ = window.size();
+  cut_ = static_cast<size_t>(cut);
+  shift_ = shift;
+  h_sum_ = h_sum, h_sq_ = h_sq, n_sum_ = n_sum, n_sq_ = n_sq;
+  evictions_ = static_cast<size_t>(evictions);
+  values_ = values, detections_ = detections, flushes_ = flushes;
+  last_drift_ = last_drift;
 }
 
 }  // namespace tensair::drift

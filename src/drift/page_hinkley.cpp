@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "drift/detector_state.hpp"
 #include "drift/param_reader.hpp"
 #include "tensair/common/error.hpp"
 
@@ -72,6 +73,36 @@ bool PageHinkley::update(double value) {
 nlohmann::json PageHinkley::state() const {
   return {{"values", values_}, {"detections", detections_}, {"count", count_},
           {"mean", mean_},     {"sum_increase", sum_up_},   {"sum_decrease", sum_down_}};
+}
+
+namespace {
+constexpr uint32_t kPageHinkleyLayout = 1;
+}  // namespace
+
+std::string PageHinkley::save_state() const {
+  detail::DetectorStateWriter w(name(), kPageHinkleyLayout, params().dump());
+  w.put<uint64_t>(count_);
+  w.put<double>(mean_);
+  w.put<double>(sum_up_);
+  w.put<double>(sum_down_);
+  w.put<uint64_t>(values_);
+  w.put<uint64_t>(detections_);
+  return w.take();
+}
+
+void PageHinkley::load_state(std::string_view state) {
+  detail::DetectorStateReader r(state, name(), kPageHinkleyLayout, params().dump());
+  const auto count = r.get<uint64_t>();
+  const auto mean = r.get<double>(), up = r.get<double>(), down = r.get<double>();
+  const auto values = r.get<uint64_t>(), detections = r.get<uint64_t>();
+  r.expect_end();
+  if (count > values || !(up >= 0) || !(down >= 0)) {
+    r.fail("holds impossible sums (" + std::to_string(count) + " values since the last reset of " +
+           std::to_string(values) + ")");
+  }
+  count_ = count;
+  mean_ = mean, sum_up_ = up, sum_down_ = down;
+  values_ = values, detections_ = detections;
 }
 
 }  // namespace tensair::drift

@@ -34,9 +34,23 @@ struct CifarRecord {
   std::array<uint8_t, kCifar10RecordBytes> bytes{};
 };
 
+// FNV-1a, continued over more bytes: the fingerprint of the cache, kept as it fills.
+uint64_t fnv1a(uint64_t h, const void* data, size_t size) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < size; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
+}
+constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ULL;
+
 // Reads the files one after the other as one stream of records. With caching, the first
 // complete pass keeps every record's bytes (all instances' shares: which instance owns a
 // position can change from pass to pass) and later passes replay them from memory.
+//
+// Checkpoints: the file, the record in it and the byte position; the concept announced last;
+// with caching, the cache is not saved (up to 154 MB per instance per checkpoint) but rebuilt
+// on restore by reading the first pass again up to where the saved one stood, and checked
+// against the saved fingerprint (FNV-1a of the cached bytes and tails): input files that
+// changed since the checkpoint are a DataError, not a silently different stream.
 class CifarSource final : public detail::StagedSource<CifarRecord> {
  public:
   CifarSource(const Cifar10Options& o, Schema schema, const dataflow::InstanceInfo& info)
@@ -57,48 +71,92 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
       slot_ = 0;
       return;
     }
-    if (caching_) {
-      cache_bytes_.clear();
-      slots_.clear();
-      tails_.clear();
-      files_.clear();
-    }
+    if (caching_) clear_cache();
     file_index_ = 0;
     open_file();
   }
 
   Read read(bool mine, int64_t index, CifarRecord& rec, Context& ctx) override {
     if (cache_complete_) return read_cached(mine, index, rec, ctx);
-    for (;;) {
-      if (!file_) {
-        if (caching_) cache_complete_ = true;
+    switch (read_raw(rec)) {
+      case Raw::kEnd:
         return Read::kEnd;
-      }
-      const uint64_t offset = file_->position();
-      size_t got = file_->read_full(rec.bytes.data(), rec.bytes.size());
-      if (got == rec.bytes.size()) break;
-      if (got > 0) {
+      case Raw::kTail:
         // A partial tail: one record's worth of index, reported by its owner only.
-        std::string reason = detail::file_name(file_->path()) + ": partial record of " + std::to_string(got) +
-                             " bytes at byte offset " + std::to_string(offset) +
-                             " (the data is not a multiple of 3073 bytes; the tail is ignored)";
-        if (mine) ctx.dead_letter(reason, "");
-        if (caching_) {
-          slots_.push_back(-1 - static_cast<int64_t>(tails_.size()));
-          tails_.push_back(std::move(reason));
-        }
-        next_file();
+        if (mine) ctx.dead_letter(tail_reason_, "");
         return Read::kSkipped;
-      }
-      next_file();
-    }
-    record_in_file_++;
-    if (caching_) {
-      slots_.push_back(static_cast<int64_t>(cache_bytes_.size() / kCifar10RecordBytes));
-      cache_bytes_.insert(cache_bytes_.end(), rec.bytes.begin(), rec.bytes.end());
+      case Raw::kRecord:
+        break;
     }
     if (!mine) return Read::kSkipped;
     return check(index, file_index_, record_in_file_ - 1, rec, ctx);
+  }
+
+  std::string_view state_name() const override { return "cifar10_source"; }
+  void save_item(dataflow::StateWriter& state, const CifarRecord& rec) const override {
+    state.put<int64_t>(rec.id);
+    state.put(rec.bytes);
+  }
+  void load_item(dataflow::StateReader& state, CifarRecord& rec) const override {
+    rec.id = state.get<int64_t>();
+    rec.bytes = state.get<std::array<uint8_t, kCifar10RecordBytes>>();
+    if (rec.id < 0 || rec.bytes[0] >= kCifar10Classes)
+      state.fail("holds a damaged staged CIFAR-10 record");
+  }
+
+  void save_input(dataflow::StateWriter& state) const override {
+    state.put<uint64_t>(file_index_);
+    state.put<int64_t>(record_in_file_);
+    ops::put_reader(state, file_.get());
+    state.put<int64_t>(announced_concept_);
+    ops::put_flag(state, caching_);
+    ops::put_flag(state, cache_complete_);
+    state.put<uint64_t>(slots_.size());
+    state.put<uint64_t>(cache_hash_);
+    state.put<uint64_t>(slot_);
+  }
+
+  void load_input(dataflow::StateReader& state, bool in_pass, Context& ctx) override {
+    const auto file_index = state.get<uint64_t>();
+    const auto record_in_file = state.get<int64_t>();
+    const bool had_file = ops::get_flag(state);
+    const auto position = state.get<uint64_t>();
+    announced_concept_ = state.get<int64_t>();
+    const bool caching = ops::get_flag(state);
+    const bool complete = ops::get_flag(state);
+    const auto positions = state.get<uint64_t>();
+    const auto hash = state.get<uint64_t>();
+    const auto slot = state.get<uint64_t>();
+    if (caching != caching_) {
+      state.fail(std::string("was saved ") + (caching ? "with" : "without") +
+                 " the replay cache, this source runs " + (caching_ ? "with" : "without") + " it");
+    }
+    if (file_index > opt_.paths.size() ||
+        (in_pass && had_file != (file_index < opt_.paths.size())) || record_in_file < 0 ||
+        announced_concept_ < 0 ||
+        announced_concept_ > static_cast<int64_t>(opt_.concept_changes.size())) {
+      state.fail("holds an impossible CIFAR-10 position (file " + std::to_string(file_index) +
+                 " of " + std::to_string(opt_.paths.size()) + ")");
+    }
+    if (caching_ && (complete || positions > 0)) {
+      rebuild_cache(positions, complete, hash, state, ctx);
+      if (slot > slots_.size())
+        state.fail("holds cache slot " + std::to_string(slot) + " beyond the cache");
+      slot_ = static_cast<size_t>(slot);
+      const uint64_t now = file_ ? file_->position() : 0;
+      if (!complete &&
+          (file_index_ != file_index || now != position || record_in_file_ != record_in_file)) {
+        state.fail(
+            "the first pass read again does not end where the saved one stood (did the input files "
+            "change?)");
+      }
+      return;
+    }
+    if (!in_pass) return;  // start_pass() opens the first file
+    file_index_ = static_cast<size_t>(file_index);
+    open_file();
+    if (file_) file_->seek(position);
+    record_in_file_ = record_in_file;
   }
 
   void append(CifarRecord& rec, BatchBuilder& out, Context& ctx) override {
@@ -161,6 +219,74 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
     return check(index, static_cast<size_t>(f - files_.begin()), static_cast<int64_t>(slot - *f), rec, ctx);
   }
 
+  enum class Raw {
+    kEnd,     // no more files
+    kTail,    // a partial record at the end of a file (reason in tail_reason_)
+    kRecord,  // a complete record in rec.bytes
+  };
+  // Reads the next position of the stream from the files (into the cache when caching): a
+  // complete record into rec.bytes, a partial tail at the end of a file (its dead-letter reason
+  // in tail_reason_), or the end of the files.
+  Raw read_raw(CifarRecord& rec) {
+    for (;;) {
+      if (!file_) {
+        if (caching_) cache_complete_ = true;
+        return Raw::kEnd;
+      }
+      const uint64_t offset = file_->position();
+      size_t got = file_->read_full(rec.bytes.data(), rec.bytes.size());
+      if (got == rec.bytes.size()) break;
+      if (got > 0) {
+        tail_reason_ = detail::file_name(file_->path()) + ": partial record of " +
+                       std::to_string(got) + " bytes at byte offset " + std::to_string(offset) +
+                       " (the data is not a multiple of 3073 bytes; the tail is ignored)";
+        if (caching_) {
+          slots_.push_back(-1 - static_cast<int64_t>(tails_.size()));
+          tails_.push_back(tail_reason_);
+          cache_hash_ = fnv1a(cache_hash_, tail_reason_.data(), tail_reason_.size());
+        }
+        next_file();
+        return Raw::kTail;
+      }
+      next_file();
+    }
+    record_in_file_++;
+    if (caching_) {
+      slots_.push_back(static_cast<int64_t>(cache_bytes_.size() / kCifar10RecordBytes));
+      cache_bytes_.insert(cache_bytes_.end(), rec.bytes.begin(), rec.bytes.end());
+      cache_hash_ = fnv1a(cache_hash_, rec.bytes.data(), rec.bytes.size());
+    }
+    return Raw::kRecord;
+  }
+
+  // Restore with caching: reads the first pass again, from the start, up to `positions`
+  // positions (all of it when `complete`), and checks the cache against the saved fingerprint.
+  void rebuild_cache(uint64_t positions, bool complete, uint64_t hash, dataflow::StateReader& state,
+                     Context& ctx) {
+    clear_cache();
+    file_index_ = 0;
+    open_file();
+    CifarRecord rec;
+    while (complete || slots_.size() < positions) {
+      if (ctx.cancelled()) throw Cancelled();
+      if (read_raw(rec) == Raw::kEnd) break;
+    }
+    if (slots_.size() != positions || cache_complete_ != complete || cache_hash_ != hash) {
+      state.fail("the input files differ from those the checkpoint read (" +
+                 std::to_string(positions) + " positions saved, " + std::to_string(slots_.size()) +
+                 " read again, or different bytes)");
+    }
+  }
+
+  void clear_cache() {
+    cache_bytes_.clear();
+    slots_.clear();
+    tails_.clear();
+    files_.clear();
+    cache_complete_ = false;
+    cache_hash_ = kFnvBasis;
+  }
+
   int64_t announced_concept_ = 0;
 
   void open_file() {
@@ -190,7 +316,9 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
   std::vector<int64_t> slots_;        // per position: record number in cache_bytes_, or -1 - tail
   std::vector<std::string> tails_;    // dead-letter reasons of partial tails
   std::vector<size_t> files_;         // first slot of each file
+  uint64_t cache_hash_ = kFnvBasis;   // fingerprint of the cache (checked on restore)
   size_t slot_ = 0;
+  std::string tail_reason_;  // read_raw's reason for the last partial tail
 };
 
 }  // namespace

@@ -6,7 +6,9 @@
 #include "tensair/common/file_reader.hpp"
 #include "tensair/common/log.hpp"
 #include "tensair/common/paths.hpp"
+#include "tensair/dataflow/state.hpp"
 #include "tensair/io/text.hpp"
+#include "tensair/ops/operator_state.hpp"
 
 namespace tensair::io {
 
@@ -15,6 +17,8 @@ using dataflow::Context;
 using dataflow::DType;
 using dataflow::Schema;
 using dataflow::SourceState;
+using dataflow::StateReader;
+using dataflow::StateWriter;
 
 namespace {
 
@@ -140,6 +144,25 @@ struct PairBuffer {
     negatives.erase(negatives.begin(), negatives.begin() + static_cast<std::ptrdiff_t>(front * k));
     front = 0;
   }
+  // Checkpoints: the pairs not yet taken, with k negatives each.
+  void save(StateWriter& state, size_t k) const {
+    const auto from = static_cast<std::ptrdiff_t>(front);
+    state.put_vector(std::vector<int64_t>(target.begin() + from, target.end()));
+    state.put_vector(std::vector<int64_t>(context.begin() + from, context.end()));
+    state.put_vector(std::vector<int64_t>(negatives.begin() + from * static_cast<std::ptrdiff_t>(k),
+                                          negatives.end()));
+  }
+  void load(StateReader& state, size_t k) {
+    target = state.get_vector<int64_t>();
+    context = state.get_vector<int64_t>();
+    negatives = state.get_vector<int64_t>();
+    front = 0;
+    if (context.size() != target.size() || negatives.size() != target.size() * k) {
+      state.fail("holds " + std::to_string(target.size()) + " pending pairs with " +
+                 std::to_string(context.size()) + " contexts and " +
+                 std::to_string(negatives.size()) + " negatives (k = " + std::to_string(k) + ")");
+    }
+  }
 };
 
 class SkipGramSource final : public dataflow::Operator {
@@ -170,6 +193,64 @@ class SkipGramSource final : public dataflow::Operator {
     const int64_t n = std::min<int64_t>(want, static_cast<int64_t>(pending_.size()));
     if (n > 0) ctx.emit(0, take(pending_, n));
     return train_done_ && pending_.size() == 0 ? SourceState::kDone : SourceState::kMore;
+  }
+
+  // Checkpoints: the sentence positions (held-out and training) and the pairs made but not
+  // yet emitted. Randomness needs no state: each sentence's generator is seeded from (seed,
+  // pass, sentence). The corpus is rebuilt when the source is defined; its sizes are saved and
+  // checked, so a changed corpus is a DataError rather than a different stream.
+  void snapshot(StateWriter& state, Context&) override {
+    ops::put_layout(state, "skipgram_source", kLayout);
+    state.put<int32_t>(info_.instance);
+    state.put<int32_t>(info_.instances);
+    state.put<uint64_t>(corpus_->train.size());
+    state.put<uint64_t>(corpus_->holdout.size());
+    state.put<uint64_t>(corpus_->tokens.size());
+    state.put<int64_t>(corpus_->vocab.size());
+    state.put<uint64_t>(holdout_next_);
+    ops::put_flag(state, holdout_done_);
+    state.put<int64_t>(pass_);
+    state.put<int64_t>(next_);
+    ops::put_flag(state, train_done_);
+    pending_.save(state, k_);
+    holdout_pending_.save(state, k_);
+  }
+
+  void restore(StateReader& state, Context&) override {
+    ops::expect_layout(state, "skipgram_source", kLayout);
+    const auto instance = state.get<int32_t>();
+    const auto instances = state.get<int32_t>();
+    if (instance != info_.instance || instances != info_.instances) {
+      state.fail("was saved by instance " + std::to_string(instance) + " of " +
+                 std::to_string(instances) + ", not by instance " + std::to_string(info_.instance) +
+                 " of " + std::to_string(info_.instances));
+    }
+    const auto train = state.get<uint64_t>();
+    const auto holdout = state.get<uint64_t>();
+    const auto tokens = state.get<uint64_t>();
+    const auto vocab = state.get<int64_t>();
+    if (train != corpus_->train.size() || holdout != corpus_->holdout.size() ||
+        tokens != corpus_->tokens.size() || vocab != corpus_->vocab.size()) {
+      state.fail(
+          "was saved over another corpus (" + std::to_string(train) + " training sentences, " +
+          std::to_string(tokens) + " tokens, " + std::to_string(vocab) + " words; this one has " +
+          std::to_string(corpus_->train.size()) + ", " + std::to_string(corpus_->tokens.size()) +
+          ", " + std::to_string(corpus_->vocab.size()) + ")");
+    }
+    const auto holdout_next = state.get<uint64_t>();
+    holdout_done_ = ops::get_flag(state);
+    pass_ = state.get<int64_t>();
+    next_ = state.get<int64_t>();
+    train_done_ = ops::get_flag(state);
+    if (holdout_next > corpus_->holdout.size() || pass_ < 0 || next_ < 0 ||
+        next_ > static_cast<int64_t>(corpus_->train.size())) {
+      state.fail("holds an impossible corpus position (held-out sentence " +
+                 std::to_string(holdout_next) + ", pass " + std::to_string(pass_) + ", sentence " +
+                 std::to_string(next_) + ")");
+    }
+    holdout_next_ = static_cast<size_t>(holdout_next);
+    pending_.load(state, k_);
+    holdout_pending_.load(state, k_);
   }
 
  private:
@@ -261,6 +342,8 @@ class SkipGramSource final : public dataflow::Operator {
     if (buf.front > 4096 || buf.size() == 0) buf.compact(k_);
     return b.finish();
   }
+
+  static constexpr uint32_t kLayout = 1;
 
   SkipGramOptions opt_;
   std::shared_ptr<const Corpus> corpus_;

@@ -1,8 +1,8 @@
 // Internal helpers shared by the io/ sources (which check and describe their common options
 // with ops' check_source_options and source_options_text, and are defined with
 // dataflow::operator_def): a deterministic RNG, and StagedSource, the produce() loop of a
-// record source with sharding, replay, limit, rate and an optional shuffle buffer. Not a
-// public header.
+// record source with sharding, replay, limit, rate and an optional shuffle buffer, and its
+// checkpoints. Not a public header.
 #pragma once
 
 #include <cstdint>
@@ -10,12 +10,15 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "common/hash.hpp"
 #include "tensair/common/error.hpp"
 #include "tensair/dataflow/operator_def.hpp"
+#include "tensair/dataflow/state.hpp"
+#include "tensair/ops/operator_state.hpp"
 #include "tensair/ops/sources.hpp"
 
 namespace tensair::io::detail {
@@ -42,6 +45,11 @@ class Rng {
     return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
   }
 
+  // The whole state of the generator (for checkpoints): set_state(state()) continues the
+  // sequence exactly.
+  uint64_t state() const { return state_; }
+  void set_state(uint64_t state) { state_ = state; }
+
  private:
   uint64_t state_;
 };
@@ -56,6 +64,11 @@ inline uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0) {
 // Owned records go through a staging buffer: with capacity 1 they leave in read order; with a
 // larger capacity (a shuffle buffer) each emitted record is drawn uniformly from the buffer,
 // which is refilled from the input, and drained at the end.
+//
+// Checkpoints: snapshot() writes the cursor, the shuffle generator, the staged records (in
+// buffer order, through save_item) and the subclass's place in its input (save_input);
+// restore() reads them back, so the restored source emits the same records in the same order
+// and batches as the original (the token bucket restarts, as a rate is not a position).
 template <class Item>
 class StagedSource : public dataflow::Operator {
  public:
@@ -86,6 +99,38 @@ class StagedSource : public dataflow::Operator {
     return input_done_ && buffer_.empty() ? dataflow::SourceState::kDone : dataflow::SourceState::kMore;
   }
 
+  void snapshot(dataflow::StateWriter& state, dataflow::Context&) override {
+    ops::put_layout(state, state_name(), kLayout);
+    cursor_.save(state);
+    state.put<uint64_t>(capacity_);
+    state.put<uint64_t>(rng_.state());
+    ops::put_flag(state, input_done_);
+    state.put<uint64_t>(buffer_.size());
+    for (const Item& item : buffer_) save_item(state, item);
+    save_input(state);
+  }
+
+  void restore(dataflow::StateReader& state, dataflow::Context& ctx) override {
+    ops::expect_layout(state, state_name(), kLayout);
+    cursor_.load(state);
+    const auto capacity = state.get<uint64_t>();
+    if (capacity != capacity_) {
+      state.fail("was saved with a staging buffer of " + std::to_string(capacity) +
+                 " records, this source has " + std::to_string(capacity_));
+    }
+    rng_.set_state(state.get<uint64_t>());
+    input_done_ = ops::get_flag(state);
+    const uint64_t n = state.get_count(1);
+    if (n > capacity_) {
+      state.fail("holds " + std::to_string(n) + " staged records, more than the buffer's " +
+                 std::to_string(capacity_));
+    }
+    buffer_.clear();
+    buffer_.resize(static_cast<size_t>(n));
+    for (Item& item : buffer_) load_item(state, item);
+    load_input(state, cursor_.in_pass(), ctx);
+  }
+
  protected:
   // Opens (or rewinds to) the start of the input; `pass` counts from 0.
   virtual void start_pass(int64_t pass, dataflow::Context& ctx) = 0;
@@ -96,7 +141,19 @@ class StagedSource : public dataflow::Operator {
   // Appends a staged record to the batch being built.
   virtual void append(Item& item, dataflow::BatchBuilder& out, dataflow::Context& ctx) = 0;
 
+  // Checkpoints. The name of the operator type (the layout's name in the state).
+  virtual std::string_view state_name() const = 0;
+  // One staged record; load_item checks what it reads (StateReader::fail).
+  virtual void save_item(dataflow::StateWriter& state, const Item& item) const = 0;
+  virtual void load_item(dataflow::StateReader& state, Item& item) const = 0;
+  // The subclass's place in its input and its own members. load_input runs on a fresh
+  // instance; when `in_pass` it reopens the input where the saved one stood (a pass is under
+  // way), otherwise start_pass() comes first.
+  virtual void save_input(dataflow::StateWriter& state) const = 0;
+  virtual void load_input(dataflow::StateReader& state, bool in_pass, dataflow::Context& ctx) = 0;
+
   const ops::SourceOptions& options() const { return opt_; }
+  const dataflow::Schema& schema() const { return schema_; }
 
  private:
   // One step of reading: starts a pass, or reads one record into the buffer, or finds the end.
@@ -121,6 +178,8 @@ class StagedSource : public dataflow::Operator {
     cursor_.record_read();
     if (r == Read::kItem) buffer_.push_back(std::move(item_));
   }
+
+  static constexpr uint32_t kLayout = 1;
 
   ops::SourceOptions opt_;
   dataflow::Schema schema_;

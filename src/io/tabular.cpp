@@ -188,6 +188,52 @@ class TabularSource final : public detail::StagedSource<TabRow> {
     out.column(2).append<int64_t>(row.y);
   }
 
+  // Checkpoints: both files' positions and line numbers, and the running statistics of
+  // `standardize` (updated as rows are emitted).
+  std::string_view state_name() const override { return "tabular_source"; }
+  void save_item(dataflow::StateWriter& state, const TabRow& row) const override {
+    state.put<int64_t>(row.id);
+    state.put_vector(row.x);
+    state.put<int64_t>(row.y);
+  }
+  void load_item(dataflow::StateReader& state, TabRow& row) const override {
+    row.id = state.get<int64_t>();
+    row.x = state.get_vector<float>();
+    row.y = state.get<int64_t>();
+    if (row.x.size() != layout_.features.size()) {
+      state.fail("holds a staged row of " + std::to_string(row.x.size()) + " features, expected " +
+                 std::to_string(layout_.features.size()));
+    }
+  }
+  void save_input(dataflow::StateWriter& state) const override {
+    ops::put_reader(state, data_.get());
+    ops::put_reader(state, labels_.get());
+    state.put<int64_t>(data_line_);
+    state.put<int64_t>(label_line_);
+    ops::put_flag(state, labels_done_);
+    state.put<int64_t>(seen_);
+    state.put_vector(mean_);
+    state.put_vector(m2_);
+  }
+  void load_input(dataflow::StateReader& state, bool in_pass, Context&) override {
+    data_ = ops::get_reader(state, opt_.data, in_pass);
+    labels_ = ops::get_reader(state, opt_.labels, in_pass && !opt_.labels.empty());
+    if (in_pass && (!data_ || opt_.labels.empty() != !labels_)) {
+      state.fail("is in a pass over " + opt_.data.string() + " without a position in its files");
+    }
+    data_line_ = state.get<int64_t>();
+    label_line_ = state.get<int64_t>();
+    labels_done_ = ops::get_flag(state);
+    seen_ = state.get<int64_t>();
+    mean_ = state.get_vector<double>();
+    m2_ = state.get_vector<double>();
+    if (mean_.size() != layout_.features.size() || m2_.size() != layout_.features.size() ||
+        seen_ < 0) {
+      state.fail("holds standardisation statistics of " + std::to_string(mean_.size()) +
+                 " features, expected " + std::to_string(layout_.features.size()));
+    }
+  }
+
  private:
   // The data ended: the label file must end too (blank lines aside).
   Read end_of_data() {

@@ -68,6 +68,23 @@ class PairsSourceBase : public detail::StagedSource<PairRow> {
     out.column(1).append<int64_t>(row.context);
     out.column(2).append_values(row.negatives.data(), row.negatives.size());
   }
+
+  std::string_view state_name() const override { return "w2v_pairs_source"; }
+  void save_item(dataflow::StateWriter& state, const PairRow& row) const override {
+    state.put<int64_t>(row.target);
+    state.put<int64_t>(row.context);
+    state.put_vector(row.negatives);
+  }
+  void load_item(dataflow::StateReader& state, PairRow& row) const override {
+    row.target = state.get<int64_t>();
+    row.context = state.get<int64_t>();
+    row.negatives = state.get_vector<int64_t>();
+    const int64_t k = schema()[2].record_shape[0];
+    if (static_cast<int64_t>(row.negatives.size()) != k) {
+      state.fail("holds a staged pair with " + std::to_string(row.negatives.size()) +
+                 " negatives, expected " + std::to_string(k));
+    }
+  }
 };
 
 class TextPairs final : public PairsSourceBase {
@@ -106,6 +123,17 @@ class TextPairs final : public PairsSourceBase {
     std::string why = to_row(values_[0], values_.data() + 1, values_.data() + 1 + m_, m_, row);
     if (!why.empty()) return dead(why);
     return Read::kItem;
+  }
+
+  void save_input(dataflow::StateWriter& state) const override {
+    ops::put_reader(state, file_.get());
+    state.put<int64_t>(line_no_);
+  }
+  void load_input(dataflow::StateReader& state, bool in_pass, Context&) override {
+    file_ = ops::get_reader(state, path_, in_pass);
+    if (in_pass && !file_)
+      state.fail("is in a pass over " + path_.string() + " without a position in it");
+    line_no_ = state.get<int64_t>();
   }
 
  private:
@@ -190,6 +218,24 @@ class EvalPairs final : public PairsSourceBase {
       return Read::kSkipped;
     }
     return Read::kItem;
+  }
+
+  // Checkpoints: the next example; the file is loaded again when a pass is under way.
+  void save_input(dataflow::StateWriter& state) const override {
+    ops::put_flag(state, loaded_);
+    state.put<int64_t>(next_);
+  }
+  void load_input(dataflow::StateReader& state, bool in_pass, Context&) override {
+    const bool loaded = ops::get_flag(state);
+    next_ = state.get<int64_t>();
+    if (!in_pass) return;  // start_pass() loads the file
+    if (!loaded) state.fail("is in a pass over " + path_.string() + " that was not loaded");
+    file_ = read_eval(path_, true);
+    loaded_ = true;
+    if (next_ < 0 || next_ > file_.examples) {
+      state.fail("stands at example " + std::to_string(next_) + " of " + path_.string() +
+                 ", which has " + std::to_string(file_.examples));
+    }
   }
 
  private:

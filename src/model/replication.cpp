@@ -332,21 +332,24 @@ void Replication::try_complete_sync(ReplicaLink& link) {
       sync_parts_.erase(sync_step_);
       return;
     }
+    // The step's messages stay alive until it is applied: a sum of one part is a view of that
+    // message's batch.
+    std::vector<Message> step = std::move(parts);
+    sync_parts_.erase(sync_step_);
     int64_t samples = 0;
     double loss = 0, acc = 0;
     std::vector<at::Tensor> total(shapes_.size());
     // Summed in replica order, so that every replica computes bit-identical steps.
-    std::sort(parts.begin(), parts.end(),
+    std::sort(step.begin(), step.end(),
               [](const Message& a, const Message& b) { return a.sender < b.sender; });
-    for (const Message& m : parts) {
+    for (const Message& m : step) {
       samples += m.samples;
       loss += m.loss_sum;
       acc += m.acc_sum;
       for (size_t i = 0; i < shapes_.size() && i < m.grads.size(); ++i)
         total[i] = sum(total[i], m.grads[i]);
     }
-    const int64_t n = static_cast<int64_t>(parts.size());
-    sync_parts_.erase(sync_step_);
+    const int64_t n = static_cast<int64_t>(step.size());
     ++sync_step_;
     if (own) {
       sync_waiting_ = false;

@@ -144,6 +144,8 @@ class Replication {
   bool sync_waiting() const { return sync_waiting_; }
 
   int64_t version() const { return version_; }
+  // Steps folded into the update waiting for credit towards `peer` (0: none).
+  int64_t pending_steps(int peer) const { return peers_[static_cast<size_t>(peer)].pending.steps; }
   int64_t own_steps() const { return own_steps_; }
   int peers() const { return peer_count_; }
   int64_t clock_gap() const { return gap_; }

@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "tensair/common/error.hpp"
+#include "tensair/dataflow/state.hpp"
+#include "tensair/ops/operator_state.hpp"
 
 namespace tensair::ops {
 namespace {
@@ -65,7 +67,38 @@ class BaselinesDef final : public dataflow::OperatorDef {
       ctx.emit(0, b.finish());
     }
 
+    // Checkpoints: the label counts and the running scores.
+    void snapshot(dataflow::StateWriter& state, dataflow::Context&) override {
+      put_layout(state, "prequential_baselines", kLayout);
+      state.put<uint64_t>(counts_.size());
+      for (const auto& [label, count] : counts_) {
+        state.put<int64_t>(label);
+        state.put<int64_t>(count);
+      }
+      for (int64_t v : {n_, no_change_, majority_, previous_, majority_label_, majority_count_})
+        state.put<int64_t>(v);
+    }
+    void restore(dataflow::StateReader& state, dataflow::Context&) override {
+      expect_layout(state, "prequential_baselines", kLayout);
+      const uint64_t n = state.get_count(16);
+      for (uint64_t i = 0; i < n; ++i) {
+        const auto label = state.get<int64_t>();
+        const auto count = state.get<int64_t>();
+        if (count < 1 || !counts_.emplace(label, count).second)
+          state.fail("holds a damaged label count");
+      }
+      for (int64_t* v :
+           {&n_, &no_change_, &majority_, &previous_, &majority_label_, &majority_count_}) {
+        *v = state.get<int64_t>();
+      }
+      if (n_ < 0 || no_change_ < 0 || majority_ < 0 || no_change_ > n_ || majority_ > n_) {
+        state.fail("holds impossible scores (" + std::to_string(n_) + " records)");
+      }
+    }
+
    private:
+    static constexpr uint32_t kLayout = 1;
+
     const std::string& label_;
     std::map<int64_t, int64_t> counts_;
     int64_t n_ = 0, no_change_ = 0, majority_ = 0, previous_ = 0, majority_label_ = 0, majority_count_ = 0;

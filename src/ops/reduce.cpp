@@ -10,6 +10,8 @@
 #include <unordered_map>
 
 #include "tensair/common/error.hpp"
+#include "tensair/dataflow/state.hpp"
+#include "tensair/ops/operator_state.hpp"
 
 namespace tensair::ops {
 
@@ -24,6 +26,8 @@ using dataflow::DType;
 using dataflow::OperatorDef;
 using dataflow::PortSpec;
 using dataflow::Schema;
+using dataflow::StateReader;
+using dataflow::StateWriter;
 
 // ---------------------------------------------------------------------------------------------
 // Parsing
@@ -177,6 +181,25 @@ void append_encoded(ColumnBuilder& b, DType t, const char*& p) {
   }
 }
 
+// True when `bytes` is exactly one encoded value of each of `types`, in order (a check of keys
+// and values read back from a checkpoint before they are decoded).
+bool valid_encoding(const std::vector<DType>& types, std::string_view bytes) {
+  size_t pos = 0;
+  for (DType t : types) {
+    size_t size = dataflow::dtype_size(t);
+    if (t == DType::kString) {
+      uint32_t n = 0;
+      if (bytes.size() - pos < sizeof n) return false;
+      std::memcpy(&n, bytes.data() + pos, sizeof n);
+      pos += sizeof n;
+      size = n;
+    }
+    if (bytes.size() - pos < size) return false;
+    pos += size;
+  }
+  return pos == bytes.size();
+}
+
 // Orders two encoded values of type `t` (advancing both); <0, 0, >0.
 int compare_encoded(DType t, const char*& a, const char*& b) {
   auto cmp = [&](auto x, auto y) {
@@ -273,7 +296,14 @@ class Windows {
   bool event_time() const { return spec_.kind == WindowSpec::Kind::kTumbling && !spec_.time_column.empty(); }
   bool processing_time() const { return spec_.kind == WindowSpec::Kind::kTumbling && spec_.time_column.empty(); }
 
-  void start() { start_ = std::chrono::steady_clock::now(); }
+  // Starts the clock of processing-time windows so that window `current` begins now (0 for a
+  // fresh instance; after a restore, the window that was open, which so gets a full window
+  // again: the time between the checkpoint and the restart is not counted).
+  void start(int64_t current = 0) {
+    start_ = std::chrono::steady_clock::now() -
+             std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                 std::chrono::duration<double>(static_cast<double>(current) * spec_.size));
+  }
   double now_seconds() const {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   }
@@ -319,6 +349,16 @@ class Windows {
   }
 
   const WindowSpec& spec() const { return spec_; }
+
+  // Checkpoints: the event-time watermark (the processing-time clock restarts, see start()).
+  void save(StateWriter& state) const {
+    state.put<double>(max_time_);
+    state.put<int64_t>(first_open_);
+  }
+  void load(StateReader& state) {
+    max_time_ = state.get<double>();
+    first_open_ = state.get<int64_t>();
+  }
 
  private:
   WindowSpec spec_;
@@ -445,12 +485,15 @@ class ReduceDef final : public OperatorDef {
     explicit Instance(const ReduceDef& def) : def_(def), windows_(def.o_.window) {}
 
     void open(Context& ctx) override {
-      windows_.start();
-      if (windows_.processing_time()) ctx.set_timer(windows_.end_time(0));
+      windows_.start(current_window_);
+      if (windows_.processing_time()) ctx.set_timer(windows_.end_time(current_window_));
     }
 
     void process(int, const BatchPtr& batch, Context& ctx) override {
-      if (!plan_) plan_ = def_.plan(batch->schema());
+      if (!plan_) {
+        input_ = batch->schema();
+        plan_ = def_.plan(*input_);
+      }
       const Plan& p = *plan_;
       std::vector<const Column*> keys = p.keys.bind(*batch);
       std::vector<const Column*> cols;
@@ -500,7 +543,90 @@ class ReduceDef final : public OperatorDef {
       emit_windows_before(std::numeric_limits<int64_t>::max(), ctx);
     }
 
+    // Checkpoints: the input schema (to rebuild the plan), the windows' state, and every group
+    // of every open window with its accumulators.
+    void snapshot(StateWriter& state, Context&) override {
+      put_layout(state, "reduce", kLayout);
+      put_flag(state, input_.has_value());
+      if (input_) put_schema(state, *input_);
+      windows_.save(state);
+      state.put<int64_t>(current_window_);
+      state.put<uint64_t>(tables_.size());
+      for (const auto& [window, table] : tables_) {
+        state.put<int64_t>(window);
+        state.put<uint64_t>(table.size());
+        for (const auto& [key, g] : table) {
+          state.put_string(key);
+          state.put<int64_t>(g.rows);
+          state.put<int64_t>(g.window);
+          state.put<uint64_t>(g.acc.size());
+          for (const Accumulator& acc : g.acc) {
+            state.put<int64_t>(acc.n);
+            state.put<double>(acc.d);
+            state.put<int64_t>(acc.i);
+            state.put_string(acc.value);
+          }
+        }
+      }
+    }
+
+    void restore(StateReader& state, Context&) override {
+      expect_layout(state, "reduce", kLayout);
+      if (get_flag(state)) {
+        input_ = get_schema(state);
+        try {
+          plan_ = def_.plan(*input_);
+        } catch (const ConfigError& e) {
+          state.fail(std::string("holds an input schema this reduce cannot take: ") + e.what());
+        }
+      }
+      windows_.load(state);
+      current_window_ = state.get<int64_t>();
+      std::vector<DType> key_types;
+      if (plan_) {
+        for (const ColumnSpec& c : plan_->keys.columns()) key_types.push_back(c.dtype);
+      }
+      const uint64_t windows = state.get_count(16);
+      if (windows > 0 && !plan_) state.fail("holds groups but no input schema");
+      for (uint64_t w = 0; w < windows; ++w) {
+        const auto window = state.get<int64_t>();
+        GroupTable& table = tables_[window];
+        if (!table.empty()) state.fail("holds window " + std::to_string(window) + " twice");
+        const uint64_t groups = state.get_count(8 + 3 * 8);
+        for (uint64_t k = 0; k < groups; ++k) {
+          std::string key = state.get_string();
+          if (!valid_encoding(key_types, key)) state.fail("holds a damaged group key");
+          Group g;
+          g.rows = state.get<int64_t>();
+          g.window = state.get<int64_t>();
+          const uint64_t accs = state.get_count(3 * 8 + 8);
+          if (accs != plan_->aggs.size()) {
+            state.fail("holds a group of " + std::to_string(accs) + " aggregations, expected " +
+                       std::to_string(plan_->aggs.size()));
+          }
+          g.acc.resize(static_cast<size_t>(accs));
+          for (size_t i = 0; i < g.acc.size(); ++i) {
+            Accumulator& acc = g.acc[i];
+            acc.n = state.get<int64_t>();
+            acc.d = state.get<double>();
+            acc.i = state.get<int64_t>();
+            acc.value = state.get_string();
+            const AggregationPlan& a = plan_->aggs[i];
+            const bool keeps_value = a.agg.function == "first" || a.agg.function == "last";
+            if (g.rows < 0 || acc.n < 0 ||
+                (keeps_value && acc.n > 0 && !valid_encoding({a.output}, acc.value))) {
+              state.fail("holds a damaged accumulator of \"" + a.agg.output + "\"");
+            }
+          }
+          if (!table.emplace(std::move(key), std::move(g)).second)
+            state.fail("holds a group key twice");
+        }
+      }
+    }
+
    private:
+    static constexpr uint32_t kLayout = 1;
+
     void add(Group& g, const std::vector<const Column*>& cols, int64_t r) {
       ++g.rows;
       for (size_t i = 0; i < cols.size(); ++i) {
@@ -593,6 +719,7 @@ class ReduceDef final : public OperatorDef {
 
     const ReduceDef& def_;
     Windows windows_;
+    std::optional<Schema> input_;  // the schema the plan was made for (of the first batch)
     std::optional<Plan> plan_;
     std::map<int64_t, GroupTable> tables_;  // by window number (0 for global and count windows)
     int64_t current_window_ = 0;            // processing time
@@ -739,7 +866,69 @@ class JoinDef final : public OperatorDef {
       for (Side& s : sides_) s.windows.clear();
     }
 
+    // Checkpoints: the windows' state and, per side, its schema and its rows: one batch per
+    // window, each key's rows together in arrival order (restore() rebuilds the row references
+    // into these batches, so every key matches the same rows in the same order).
+    void snapshot(StateWriter& state, Context&) override {
+      put_layout(state, "join", kLayout);
+      windows_.save(state);
+      for (const Side& side : sides_) {
+        put_flag(state, side.schema.has_value());
+        if (side.schema) put_schema(state, *side.schema);
+        state.put<uint64_t>(side.windows.size());
+        for (const auto& [window, keys] : side.windows) {
+          state.put<int64_t>(window);
+          BatchBuilder rows(*side.schema);
+          for (const auto& [key, refs] : keys) {
+            for (const RowRef& ref : refs) {
+              for (size_t c = 0; c < side.schema->size(); ++c) {
+                rows.column(c).append_from(ref.batch->column((*side.schema)[c].name), ref.row);
+              }
+            }
+          }
+          state.put_batch(share(rows.finish()));
+        }
+      }
+    }
+
+    void restore(StateReader& state, Context&) override {
+      expect_layout(state, "join", kLayout);
+      windows_.load(state);
+      for (int port = 0; port < 2; ++port) {
+        Side& side = sides_[port];
+        if (get_flag(state)) side.schema = get_schema(state);
+        const uint64_t windows = state.get_count(9);
+        if (windows > 0 && !side.schema) state.fail("holds rows but no schema");
+        for (uint64_t w = 0; w < windows; ++w) {
+          const auto window = state.get<int64_t>();
+          BatchPtr batch = state.get_batch();
+          if (!batch || batch->rows() == 0) state.fail("holds an empty window");
+          auto& keys = side.windows[window];
+          if (!keys.empty()) state.fail("holds window " + std::to_string(window) + " twice");
+          try {
+            KeyCodec codec(key_specs(*batch));
+            std::vector<const Column*> cols = codec.bind(*batch);
+            for (int64_t r = 0; r < batch->rows(); ++r) {
+              KeyCodec::encode(cols, r, key_);
+              keys[key_].push_back({batch, r});
+            }
+          } catch (const DataError& e) {
+            state.fail(std::string("holds a window batch without the key columns: ") + e.what());
+          }
+        }
+      }
+      if (sides_[0].schema && sides_[1].schema) {
+        try {
+          plan_ = def_.plan(*sides_[0].schema, *sides_[1].schema);
+        } catch (const ConfigError& e) {
+          state.fail(std::string("holds input schemas this join cannot take: ") + e.what());
+        }
+      }
+    }
+
    private:
+    static constexpr uint32_t kLayout = 1;
+
     struct RowRef {
       BatchPtr batch;
       int64_t row;

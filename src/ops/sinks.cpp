@@ -1,16 +1,23 @@
 #include "tensair/ops/sinks.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
+
+#include "tensair/dataflow/state.hpp"
+#include "tensair/ops/operator_state.hpp"
 
 namespace tensair::ops {
 
@@ -20,6 +27,8 @@ using dataflow::Column;
 using dataflow::Context;
 using dataflow::DType;
 using dataflow::Schema;
+using dataflow::StateReader;
+using dataflow::StateWriter;
 
 namespace {
 
@@ -161,6 +170,10 @@ class RowWriter {
     }
   }
 
+  // Checkpoints: whether the CSV header line is out.
+  bool header_written() const { return header_written_; }
+  void set_header_written(bool written) { header_written_ = written; }
+
  private:
   Format format_;
   std::vector<std::string> columns_;
@@ -200,45 +213,129 @@ class FileSinkDef final : public dataflow::OperatorDef {
     return s;
   }
 
+  // Writes through a plain file descriptor (so that a checkpoint can fsync it) with its own
+  // buffer. Checkpoints: snapshot() writes out the buffer, hands the file to the engine to be
+  // fsynced before the checkpoint completes (Context::sync_at_checkpoint), and saves its length
+  // (plus the header flag and, with sort_by, the held batches); a restored instance's open()
+  // opens the existing file without truncating it, cuts it back to the saved length (what a
+  // run after the checkpoint wrote goes, and is written again) and appends from there. So the
+  // file after a restore equals the file of an uninterrupted run (exactly-once output).
   class Instance final : public dataflow::Operator {
    public:
     Instance(Format format, FileSinkOptions o, std::filesystem::path path)
-        : o_(std::move(o)), path_(std::move(path)), writer_(format, o_.columns, o_.header, o_.delimiter) {}
+        : layout_name_(format == Format::kCsv ? "csv_sink" : "jsonl_sink"),
+          o_(std::move(o)),
+          path_(std::move(path)),
+          writer_(format, o_.columns, o_.header, o_.delimiter) {}
+    ~Instance() override {
+      if (fd_ >= 0) ::close(fd_);
+    }
 
     void open(Context&) override {
       std::error_code ec;
       if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path(), ec);
-      file_.open(path_, std::ios::binary | std::ios::trunc);
-      if (!file_) throw IoError("cannot write " + path_.string() + ": " + std::strerror(errno));
+      if (!resume_at_) {
+        fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd_ < 0) throw IoError("cannot write " + path_.string() + ": " + std::strerror(errno));
+        return;
+      }
+      const uint64_t saved = *resume_at_;
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd_ < 0) {
+        const std::string why = errno == ENOENT ? "it is missing" : std::strerror(errno);
+        throw IoError("cannot resume writing " + path_.string() + ": " + why +
+                      " (the checkpoint had written " + std::to_string(saved) + " bytes to it)");
+      }
+      struct stat st;
+      if (::fstat(fd_, &st) != 0)
+        throw IoError("cannot stat " + path_.string() + ": " + std::strerror(errno));
+      const auto size = static_cast<uint64_t>(st.st_size);
+      if (size < saved) {
+        throw IoError("cannot resume writing " + path_.string() + ": it has " +
+                      std::to_string(size) + " bytes, fewer than the " + std::to_string(saved) +
+                      " the checkpoint had written");
+      }
+      if (::ftruncate(fd_, static_cast<off_t>(saved)) != 0 ||
+          ::lseek(fd_, static_cast<off_t>(saved), SEEK_SET) < 0) {
+        throw IoError("cannot cut " + path_.string() + " back to " + std::to_string(saved) +
+                      " bytes: " + std::strerror(errno));
+      }
+      written_ = saved;
     }
     void process(int, const BatchPtr& batch, Context&) override {
       if (!o_.sort_by.empty()) {
         held_.push_back(batch);
         return;
       }
-      buf_.clear();
       writer_.write(buf_, *batch);
-      file_ << buf_;
+      if (buf_.size() >= kFlushBytes) flush();
+    }
+    void snapshot(StateWriter& state, Context& ctx) override {
+      if (fd_ >= 0) {
+        flush();
+        ctx.sync_at_checkpoint(fd_);  // durable when the checkpoint is, without waiting here
+      }
+      put_layout(state, layout_name_, kLayout);
+      state.put<uint64_t>(written_);
+      put_flag(state, writer_.header_written());
+      state.put<uint64_t>(held_.size());
+      for (const BatchPtr& b : held_) state.put_batch(b);
+    }
+    void restore(StateReader& state, Context&) override {
+      expect_layout(state, layout_name_, kLayout);
+      resume_at_ = state.get<uint64_t>();
+      writer_.set_header_written(get_flag(state));
+      const uint64_t n = state.get_count(1);
+      held_.clear();
+      for (uint64_t i = 0; i < n; ++i) {
+        BatchPtr b = state.get_batch();
+        if (!b) state.fail("holds an empty held batch");
+        held_.push_back(std::move(b));
+      }
     }
     void on_finish(Context&) override {
       if (!o_.sort_by.empty() && !held_.empty()) {
         Batch all = dataflow::concat_batches(held_);
         held_.clear();
         std::vector<int64_t> order = sorted_rows(all.column(o_.sort_by));
-        buf_.clear();
         writer_.write(buf_, all, &order);
-        file_ << buf_;
       }
-      file_.flush();
-      if (!file_) throw IoError("error writing " + path_.string());
-      file_.close();
+      flush();
+      if (::close(fd_) != 0) {
+        fd_ = -1;
+        throw IoError("error writing " + path_.string() + ": " + std::strerror(errno));
+      }
+      fd_ = -1;
     }
 
    private:
+    static constexpr uint32_t kLayout = 1;
+    static constexpr size_t kFlushBytes = 1 << 16;
+
+    // Writes the buffer out.
+    void flush() {
+      const char* p = buf_.data();
+      size_t left = buf_.size();
+      while (left > 0) {
+        const ssize_t n = ::write(fd_, p, left);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          throw IoError("error writing " + path_.string() + ": " + std::strerror(errno));
+        }
+        p += n;
+        left -= static_cast<size_t>(n);
+      }
+      written_ += buf_.size();
+      buf_.clear();
+    }
+
+    const char* layout_name_;  // the sink's type, naming its state
     FileSinkOptions o_;
     std::filesystem::path path_;
     RowWriter writer_;
-    std::ofstream file_;
+    int fd_ = -1;
+    uint64_t written_ = 0;               // bytes written to the file (buf_ not included)
+    std::optional<uint64_t> resume_at_;  // restored: the file's length at the checkpoint
     std::string buf_;
     std::vector<BatchPtr> held_;
   };
@@ -299,8 +396,24 @@ class StdoutSinkDef final : public dataflow::OperatorDef {
       std::lock_guard lock(stdout_mutex());
       std::fflush(stdout);
     }
+    // Checkpoints: the rows written (for the limit) and whether the CSV header is out. What
+    // went to standard output cannot be taken back: after a restore, rows written between the
+    // checkpoint and the failure appear again.
+    void snapshot(StateWriter& state, Context&) override {
+      put_layout(state, "stdout_sink", kLayout);
+      state.put<int64_t>(written_);
+      put_flag(state, writer_.header_written());
+    }
+    void restore(StateReader& state, Context&) override {
+      expect_layout(state, "stdout_sink", kLayout);
+      written_ = state.get<int64_t>();
+      if (written_ < 0) state.fail("holds a negative row count " + std::to_string(written_));
+      writer_.set_header_written(get_flag(state));
+    }
 
    private:
+    static constexpr uint32_t kLayout = 1;
+
     StdoutSinkOptions o_;
     RowWriter writer_;
     int64_t written_ = 0;

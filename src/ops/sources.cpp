@@ -10,6 +10,8 @@
 #include "common/hash.hpp"
 #include "tensair/common/file_reader.hpp"
 #include "tensair/common/log.hpp"
+#include "tensair/dataflow/state.hpp"
+#include "tensair/ops/operator_state.hpp"
 
 namespace tensair::ops {
 
@@ -21,6 +23,8 @@ using dataflow::Context;
 using dataflow::DType;
 using dataflow::Schema;
 using dataflow::SourceState;
+using dataflow::StateReader;
+using dataflow::StateWriter;
 
 namespace {
 double now_s() {
@@ -109,6 +113,36 @@ void SourceCursor::pass_ended(const std::string& source) {
   }
 }
 
+void SourceCursor::save(StateWriter& state) const {
+  state.put<int32_t>(instance_);
+  state.put<int32_t>(instances_);
+  state.put<int64_t>(pass_);
+  state.put<int64_t>(index_);
+  state.put<int64_t>(pass_records_);
+  put_flag(state, in_pass_);
+  put_flag(state, stopped_);
+}
+
+void SourceCursor::load(StateReader& state) {
+  const auto instance = state.get<int32_t>();
+  const auto instances = state.get<int32_t>();
+  if (instance != instance_ || instances != instances_) {
+    state.fail("was saved by instance " + std::to_string(instance) + " of " +
+               std::to_string(instances) + ", not by instance " + std::to_string(instance_) +
+               " of " + std::to_string(instances_));
+  }
+  pass_ = state.get<int64_t>();
+  index_ = state.get<int64_t>();
+  pass_records_ = state.get<int64_t>();
+  in_pass_ = get_flag(state);
+  stopped_ = get_flag(state);
+  if (pass_ < 0 || index_ < 0 || pass_records_ < 0 || pass_records_ > index_) {
+    state.fail("holds an impossible source position (pass " + std::to_string(pass_) + ", record " +
+               std::to_string(index_) + ", " + std::to_string(pass_records_) +
+               " records in the pass)");
+  }
+}
+
 namespace {
 
 // Reads the records of one input, pass after pass.
@@ -121,14 +155,29 @@ class RecordReader {
   // that cannot be parsed is reported to ctx.dead_letter and not appended. Returns false at
   // the end of the pass.
   virtual bool next(bool keep, BatchBuilder& out, Context& ctx) = 0;
+  // Checkpoints: save() writes where the reader stands (the position after the last record it
+  // read, and its line or record number); load() reads that into a fresh reader and, when
+  // `in_pass`, reopens the input at that position (otherwise start_pass() comes first).
+  virtual void save(StateWriter& state) const = 0;
+  virtual void load(StateReader& state, bool in_pass) = 0;
 };
+
+// A reader's file for checkpoints (get_reader): in a pass, the file was open.
+std::unique_ptr<FileReader> load_file(StateReader& state, const std::filesystem::path& path,
+                                      bool in_pass) {
+  std::unique_ptr<FileReader> file = get_reader(state, path, in_pass);
+  if (in_pass && !file)
+    state.fail("is in a pass over " + path.string() + " without a position in it");
+  return file;
+}
 
 // Emits the records of a RecordReader with the common source behaviour (sources.hpp).
 class RecordSource final : public dataflow::Operator {
  public:
-  RecordSource(SourceOptions options, Schema schema, std::unique_ptr<RecordReader> reader,
-               const dataflow::InstanceInfo& info)
-      : opt_(options),
+  RecordSource(std::string type, SourceOptions options, Schema schema,
+               std::unique_ptr<RecordReader> reader, const dataflow::InstanceInfo& info)
+      : type_(std::move(type)),
+        opt_(options),
         schema_(std::move(schema)),
         reader_(std::move(reader)),
         bucket_(options.rate, options.burst),
@@ -156,7 +205,23 @@ class RecordSource final : public dataflow::Operator {
     return cursor_.next() == SourceCursor::Next::kStop ? SourceState::kDone : SourceState::kMore;
   }
 
+  // Between produce() calls every record read has been emitted, so the cursor and the reader's
+  // position are the whole state (the token bucket restarts: a rate is not a position).
+  void snapshot(StateWriter& state, Context&) override {
+    put_layout(state, type_, kLayout);
+    cursor_.save(state);
+    reader_->save(state);
+  }
+  void restore(StateReader& state, Context&) override {
+    expect_layout(state, type_, kLayout);
+    cursor_.load(state);
+    reader_->load(state, cursor_.in_pass());
+  }
+
  private:
+  static constexpr uint32_t kLayout = 1;
+
+  std::string type_;
   SourceOptions opt_;
   Schema schema_;
   std::unique_ptr<RecordReader> reader_;
@@ -180,7 +245,7 @@ class SourceDef final : public dataflow::OperatorDef {
   std::string type() const override { return type_; }
   std::vector<dataflow::PortSpec> outputs() const override { return {{"out", schema_}}; }
   std::unique_ptr<dataflow::Operator> instantiate(const dataflow::InstanceInfo& info) const override {
-    return std::make_unique<RecordSource>(options_, schema_, factory_(info), info);
+    return std::make_unique<RecordSource>(type_, options_, schema_, factory_(info), info);
   }
   std::string describe() const override { return params_ + " " + source_options_text(options_); }
 
@@ -213,6 +278,14 @@ class TextReader final : public RecordReader {
     }
     line_no_++;
     return true;
+  }
+  void save(StateWriter& state) const override {
+    put_reader(state, file_.get());
+    state.put<int64_t>(line_no_);
+  }
+  void load(StateReader& state, bool in_pass) override {
+    file_ = load_file(state, path_, in_pass);
+    line_no_ = state.get<int64_t>();
   }
 
  private:
@@ -352,6 +425,14 @@ class CsvReader final : public RecordReader {
     for (size_t k = 0; k < keep_fields_.size(); ++k) out.column(k).append_from(row.columns()[k], 0);
     return true;
   }
+  void save(StateWriter& state) const override {
+    put_reader(state, file_.get());
+    state.put<int64_t>(line_no_);
+  }
+  void load(StateReader& state, bool in_pass) override {
+    file_ = load_file(state, opt_.path, in_pass);
+    line_no_ = state.get<int64_t>();
+  }
 
  private:
   static Schema out_schema(BatchBuilder& out) {
@@ -425,6 +506,14 @@ class BinaryReader final : public RecordReader {
     }
     return true;
   }
+  void save(StateWriter& state) const override {
+    put_reader(state, file_.get());
+    state.put<int64_t>(record_no_);
+  }
+  void load(StateReader& state, bool in_pass) override {
+    file_ = load_file(state, opt_.path, in_pass);
+    record_no_ = state.get<int64_t>();
+  }
 
  private:
   BinarySourceOptions opt_;
@@ -490,6 +579,8 @@ class GeneratorReader final : public RecordReader {
     index_++;
     return true;
   }
+  void save(StateWriter& state) const override { state.put<int64_t>(index_); }
+  void load(StateReader& state, bool) override { index_ = state.get<int64_t>(); }
 
  private:
   // A uniform double in [0, 1) from (seed, column, record, element): reproducible whatever the

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "dataflow/checkpoint_coordinator.hpp"
+#include "dataflow/inbox.hpp"
 #include "dataflow/snapshot_tracker.hpp"
 #include "tensair/dataflow/state.hpp"
 #include "testing/harness.hpp"
@@ -26,6 +27,7 @@ namespace tensair::dataflow {
 namespace {
 
 namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
 using detail::CheckpointCoordinator;
 using detail::SnapshotTracker;
 using testing::lambda_op;
@@ -94,6 +96,47 @@ TEST(SnapshotTrackerTest, FinishingCompletesARecordingInProgress) {
   auto f = t.on_finish();  // the cycle terminated: nothing more will come
   EXPECT_EQ(f.complete, 3u);
   EXPECT_EQ(f.finished, 0u);
+}
+
+// Inbox: barriers overtake ----------------------------------------------------------------------
+
+TEST(InboxTest, ABarrierOvertakesItsChannelsQueuedBatchesAndTakesThemAlong) {
+  Inbox inbox({0, 5});
+  auto data = [](int port, uint32_t channel, int64_t v) {
+    InboxItem i;
+    i.port = port;
+    i.channel = channel;
+    i.batch = share(testing::int64_batch({{"v", {v}}}));
+    return i;
+  };
+  inbox.push(data(0, 1, 10));
+  inbox.push(data(0, 2, 20));
+  inbox.push(data(0, 1, 11));
+  InboxItem end;
+  end.kind = InboxItem::Kind::kEndOfStream;
+  end.channel = 1;
+  inbox.push(end);
+  inbox.pause(0);  // a paused port still serves a barrier at its head
+  InboxItem barrier;
+  barrier.kind = InboxItem::Kind::kBarrier;
+  barrier.channel = 1;
+  barrier.id = 4;
+  inbox.push(barrier);
+  InboxItem out;
+  ASSERT_EQ(inbox.pop(out, Clock::now() + std::chrono::seconds(5)), Inbox::Pop::kItem);
+  ASSERT_EQ(out.kind, InboxItem::Kind::kBarrier);
+  ASSERT_EQ(out.overtaken.size(), 2u);  // channel 1's two batches, not channel 2's
+  EXPECT_EQ(out.overtaken[0]->column("v").at<int64_t>(0), 10);
+  EXPECT_EQ(out.overtaken[1]->column("v").at<int64_t>(0), 11);
+  EXPECT_TRUE(out.overtook_end);
+  EXPECT_EQ(inbox.pop(out, Clock::now() + std::chrono::milliseconds(20)), Inbox::Pop::kTimeout);
+  inbox.resume(0);
+  // What it overtook is still delivered, in the channels' order.
+  std::vector<int64_t> order;
+  while (inbox.pop(out, Clock::now() + std::chrono::milliseconds(20)) == Inbox::Pop::kItem) {
+    order.push_back(out.kind == InboxItem::Kind::kData ? out.batch->column("v").at<int64_t>(0) : -1);
+  }
+  EXPECT_EQ(order, (std::vector<int64_t>{10, 20, 11, -1}));
 }
 
 // CheckpointCoordinator ------------------------------------------------------------------------

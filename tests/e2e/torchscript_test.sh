@@ -2,10 +2,10 @@
 # A model written in Python, end to end through the CLI:
 #  1. Python (Debian's /usr/bin/python3 with torch) scripts a small network and writes a stream
 #     of fixed-size binary records (x: float32[8], y: int64).
-#  2. `tensair run` trains it (1, 2 and 3 ranks under mpirun: DASGD replicas must end equal),
-#     checkpoints it and exports a TorchScript file per rank.
-#  3. A run stopped after 12 steps and resumed with --resume ends with the same weights as a
-#     run straight through.
+#  2. `tensair run` trains it (1, 2 and 3 ranks under mpirun: DASGD replicas must end equal)
+#     and exports a TorchScript file per rank.
+#  3. A longer run stopped by SIGINT once its first checkpoint is complete, then resumed with
+#     --resume latest, ends with the same weights as a run straight through.
 #  4. The export, run by the operator (training = "never", predict port) and by Python's
 #     torch.jit.load on the same records, gives the same predictions.
 # Usage: torchscript_test.sh TENSAIR_BINARY REPO_ROOT
@@ -34,6 +34,11 @@ y = (x.sum(1) * 3).floor().remainder(3).long()
 with open(f"{work}/train.bin", "wb") as f:
     for i in range(len(x)):
         f.write(struct.pack("<8f", *x[i].tolist()) + struct.pack("<q", int(y[i])))
+x2 = torch.randn(100000, 8, generator=g)
+y2 = (x2.sum(1) * 3).floor().remainder(3).long()
+with open(f"{work}/long.bin", "wb") as f:
+    for i in range(len(x2)):
+        f.write(struct.pack("<8f", *x2[i].tolist()) + struct.pack("<q", int(y2[i])))
 with open(f"{work}/predict.bin", "wb") as f:
     for i in range(100):
         f.write(struct.pack("<q", i) + struct.pack("<8f", *x[i].tolist()))
@@ -57,8 +62,9 @@ features = ["x"]
 label = "y"
 lr = 0.05
 threads = 1
-checkpoint_dir = "ckpt"
 export = "model_{rank}.pt"
+[checkpoint]
+every_s = 0.3
 EOF
 
 cat > "$work/predict.toml" <<EOF
@@ -111,14 +117,30 @@ for np in 1 2 3; do
     { echo "FAIL: $np ranks: a replica's version is not 60 (960 records / 16)" >&2; grep model_summary "$work/np$np/metrics.jsonl" >&2; exit 1; }
 done
 
-# Stop after 12 steps (checkpoint), resume, compare with the straight run of one rank.
-"$bin" run "$work/train.toml" --no-progress --out "$work/part" --set model.max_steps=12 >/dev/null
-"$bin" run "$work/train.toml" --no-progress --out "$work/resumed" --resume "$work/part/ckpt" >/dev/null
-$py - "$work/np1/model_0.pt" "$work/resumed/model_0.pt" "$work/part/model_0.pt" <<'PY'
+# A longer stream: stopped by SIGINT once a checkpoint is complete, resumed, compared with the
+# same stream straight through (one rank: the weights must be the same).
+long=(run "$work/train.toml" --no-progress --set source.path="$work/long.bin" --set checkpoint.every_records=2000)
+"$bin" "${long[@]}" --out "$work/long_straight" >/dev/null 2>&1
+"$bin" "${long[@]}" --out "$work/long_part" >"$work/part.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  ls "$work"/long_part/checkpoints/ckpt-*/MANIFEST.json >/dev/null 2>&1 && break
+  sleep 0.05
+done
+kill -INT "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 130 ] || { echo "FAIL: the stopped run exited $rc, not 130" >&2; cat "$work/part.log" >&2; exit 1; }
+grep -q '"event":"end".*"status":"stopped"' "$work/long_part/metrics.jsonl" ||
+  { echo "FAIL: no end line with status stopped" >&2; tail -3 "$work/long_part/metrics.jsonl" >&2; exit 1; }
+"$bin" "${long[@]}" --out "$work/long_part" --resume latest >/dev/null 2>&1
+grep -q '"event":"start".*"resumed_from"' "$work/long_part/metrics.jsonl" ||
+  { echo "FAIL: the second run did not resume" >&2; exit 1; }
+$py - "$work/long_straight/model_0.pt" "$work/long_part/model_0.pt" <<'PY'
 import sys, torch
-full, resumed, part = (list(torch.jit.load(p).parameters()) for p in sys.argv[1:])
-assert max((a - b).abs().max().item() for a, b in zip(full, resumed)) < 1e-6, "resumed run differs from the straight run"
-assert max((a - b).abs().max().item() for a, b in zip(full, part)) > 1e-4, "the part run should differ (it stopped early)"
+full, resumed = (list(torch.jit.load(p).parameters()) for p in sys.argv[1:])
+diff = max((a - b).abs().max().item() for a, b in zip(full, resumed))
+assert diff < 1e-6, f"the resumed run differs from the straight run by {diff}"
 PY
 
 # Predictions of the exported model: the operator's and Python's.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tensair/ops/collect.hpp"
+#include "testing/files.hpp"
 #include "testing/harness.hpp"
 #include "testing/temp_dir.hpp"
 
@@ -20,20 +21,9 @@ namespace tensair::io::test {
 namespace fs = std::filesystem;
 using tensair::testing::TempDir;
 
-inline void write_file(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary) << bytes;
-}
-
-inline std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-inline void write_gzip(const fs::path& p, const std::string& bytes) {
-  gzFile f = gzopen(p.c_str(), "wb");
-  gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
-  gzclose(f);
-}
+using tensair::testing::read_file;
+using tensair::testing::write_file;
+using tensair::testing::write_gzip;
 
 struct RunResult {
   dataflow::Batch rows;                      // port "out" (collected on rank 0)

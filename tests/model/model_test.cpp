@@ -20,6 +20,7 @@
 #include "testing/harness.hpp"
 #include "testing/lambda_op.hpp"
 #include "testing/temp_dir.hpp"
+#include "model/model_test_util.hpp"
 
 namespace tensair::model {
 namespace {
@@ -31,107 +32,6 @@ using dataflow::Graph;
 using dataflow::Placement;
 using dataflow::Routing;
 using testing::TempDir;
-
-// A batch of `rows` records: x float32[shape...], y int64 in [0, classes); seeded.
-Batch make_batch(uint64_t seed, int64_t rows, std::vector<int64_t> shape, int64_t classes) {
-  torch::manual_seed(seed);
-  std::vector<int64_t> full{rows};
-  full.insert(full.end(), shape.begin(), shape.end());
-  at::Tensor x = torch::randn(full);
-  // Labels that depend on x, so there is something to learn.
-  at::Tensor y = x.reshape({rows, -1}).sum(1).mul(3).floor().remainder(classes).to(at::kLong);
-  return Batch({tensor_column("x", x, shape, rows), tensor_column("y", y, {}, rows)});
-}
-
-// Emits, on each rank r, the batches per_rank[r] (a rank beyond the list emits nothing), each
-// after a pause of delay_ms[r] milliseconds when that is given.
-std::shared_ptr<const dataflow::OperatorDef> rank_source(std::vector<std::vector<Batch>> per_rank, dataflow::Schema schema,
-                                                          std::vector<int> delay_ms = {}) {
-  struct Src final : dataflow::Operator {
-    std::vector<Batch> b;
-    size_t i = 0;
-    int delay_ms = 0;
-    dataflow::SourceState produce(dataflow::Context& ctx) override {
-      if (i == b.size()) return dataflow::SourceState::kDone;
-      if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-      ctx.emit(0, b[i++]);
-      return dataflow::SourceState::kMore;
-    }
-  };
-  return testing::lambda_op({"rank_source", {}, {{"out", schema}}, [per_rank, delay_ms](const dataflow::InstanceInfo& info) {
-                               auto s = std::make_unique<Src>();
-                               if (static_cast<size_t>(info.rank) < per_rank.size()) s->b = per_rank[static_cast<size_t>(info.rank)];
-                               if (static_cast<size_t>(info.rank) < delay_ms.size()) s->delay_ms = delay_ms[static_cast<size_t>(info.rank)];
-                               return s;
-                             }});
-}
-
-dataflow::Schema xy_schema(std::vector<int64_t> shape) {
-  return {{"x", DType::kFloat32, shape}, {"y", DType::kInt64, {}}};
-}
-
-ModelOptions mlp_options(std::vector<int64_t> layers, double lr = 0.1) {
-  ModelOptions o;
-  o.network.kind = "mlp";
-  o.network.layers = std::move(layers);
-  o.inputs = {"x"};
-  o.label = "y";
-  o.optimizer.lr = lr;
-  o.seed = 7;
-  o.threads = 1;
-  return o;
-}
-
-struct RunResult {
-  std::map<int, std::vector<at::Tensor>> weights;  // by rank, from the exported modules
-  std::map<int, nlohmann::json> summary;           // model_summary events by rank
-  std::vector<testing::RankOutcome> outcomes;
-};
-
-RunResult run_model(int ranks, std::vector<std::vector<Batch>> per_rank, dataflow::Schema schema, ModelOptions o,
-                    const TempDir& dir, std::vector<int> delay_ms = {}) {
-  o.export_path = (dir / "model_{rank}.pt").string();
-  dataflow::ExecutorOptions eo;
-  eo.out_dir = dir.path();
-  eo.metrics_interval_s = 60;
-  RunResult r;
-  r.outcomes = testing::run_graph(
-      ranks,
-      [&](Graph& g, int, int) {
-        g.add("src", rank_source(per_rank, schema, delay_ms));
-        g.add("model", model_operator(o));
-        g.connect("src", "model.train", Routing::forward());
-      },
-      eo);
-  for (const auto& oc : r.outcomes) {
-    if (oc.error) return r;
-  }
-  for (int rank = 0; rank < ranks; ++rank) {
-    fs::path p = dir / ("model_" + std::to_string(rank) + ".pt");
-    if (!fs::exists(p)) continue;  // under mpirun, other processes' files
-    torch::jit::Module m = torch::jit::load(p.string());
-    for (const auto& t : m.parameters()) r.weights[rank].push_back(t.detach().clone());
-  }
-  std::ifstream in(dir / "metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j.value("kind", "") == "model_summary") r.summary[j["rank"].get<int>()] = j;
-  }
-  return r;
-}
-
-double max_diff(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double d = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
-  return d;
-}
-
-std::vector<Batch> batches(uint64_t seed, int n, int64_t rows, std::vector<int64_t> shape, int64_t classes) {
-  std::vector<Batch> out;
-  for (int i = 0; i < n; ++i) out.push_back(make_batch(seed * 1000 + static_cast<uint64_t>(i), rows, shape, classes));
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@
 #include "tensair/ops/functional.hpp"
 #include "tensair/ops/sinks.hpp"
 #include "tensair/ops/sources.hpp"
+#include "testing/files.hpp"
 #include "testing/harness.hpp"
 #include "testing/lambda_op.hpp"
 #include "testing/temp_dir.hpp"
@@ -28,20 +29,9 @@ using testing::TempDir;
 
 namespace fs = std::filesystem;
 
-void write_file(const fs::path& p, const std::string& text) {
-  std::ofstream(p, std::ios::binary) << text;
-}
-
-void write_gzip(const fs::path& p, const std::string& text) {
-  gzFile f = gzopen(p.c_str(), "wb");
-  gzwrite(f, text.data(), static_cast<unsigned>(text.size()));
-  gzclose(f);
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using testing::read_file;
+using testing::write_file;
+using testing::write_gzip;
 
 // Runs source -> collect(rank 0) at `ranks` ranks; returns the collected rows and the
 // outcomes.

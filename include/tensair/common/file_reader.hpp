@@ -31,6 +31,12 @@ class FileReader {
   bool read_line(std::string& line);
   // Back to the first byte (reopens the file).
   void rewind();
+  // Moves to uncompressed byte `position` (a value position() reported), so that the next read
+  // starts there; for resuming a source from a checkpoint. A plain file seeks (O(1)); gzip and
+  // xz streams have no random access, so they are rewound and decompressed up to `position`,
+  // the bytes before it discarded (O(position)). Throws IoError naming the file when the data
+  // ends before `position` (the file changed since the position was taken).
+  void seek(uint64_t position);
 
   Format format() const { return format_; }
   // Uncompressed bytes delivered so far.

@@ -48,6 +48,8 @@ class Adwin final : public Detector {
   // {"values", "detections", "width", "mean", "variance", "buckets", "rows", "shrinks":
   //  changes in the unwatched direction that shrank the window}
   nlohmann::json state() const override;
+  std::string save_state() const override;
+  void load_state(std::string_view state) override;
 
   // Values summarised by the window, their mean, and their variance (population).
   uint64_t width() const { return width_; }

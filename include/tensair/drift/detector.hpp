@@ -27,6 +27,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tensair::drift {
@@ -80,6 +81,16 @@ class Detector {
   // The current state for logs, e.g. {"window": 812, "mean_hist": 0.41, ...}. Always has
   // "values" (values seen since construction or reset()) and "detections" (reported since then).
   virtual nlohmann::json state() const = 0;
+
+  // Checkpoints. save_state() returns everything the detector holds (window, sums, counters)
+  // as bytes in a small format of the detectors' own, headed by the detector's name and
+  // parameters. load_state() puts a detector of the same kind and parameters into that state:
+  // fed the same values afterwards, it reports the same detections with the same state() as
+  // the saved one would have. Throws DataError, one line ("optwin state: ..."), for bytes that
+  // are damaged or were saved by another detector or with other parameters; the detector is
+  // then unusable until reset().
+  virtual std::string save_state() const = 0;
+  virtual void load_state(std::string_view state) = 0;
 };
 
 // Builds a detector by name ("optwin", "adwin", "page-hinkley"; "page_hinkley" and "ph" are

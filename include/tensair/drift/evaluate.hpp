@@ -32,6 +32,8 @@ class PeriodicDetector final : public Detector {
   nlohmann::json state() const override {
     return {{"values", values_}, {"detections", detections_}};
   }
+  std::string save_state() const override;
+  void load_state(std::string_view state) override;
 
  private:
   uint64_t k_, phase_, values_ = 0, detections_ = 0;

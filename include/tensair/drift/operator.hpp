@@ -11,6 +11,9 @@
 // Every detection is also a {"kind":"drift", ...} line in metrics.jsonl, whose "index" is the
 // triggering row's `records` (the replica's stream position) when the rows have it, and
 // "values" the count of values fed before.
+//
+// Checkpoints: the detector's state (Detector::save_state) and the counters are saved, so a
+// restored detector reports the same drifts at the same rows as an uninterrupted one.
 #pragma once
 
 #include <memory>

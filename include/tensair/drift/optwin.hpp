@@ -163,6 +163,8 @@ class Optwin final : public Detector {
   //  "t_stat", "t_crit", "f_ratio", "f_crit", "warning", "last_drift": "mean"|"variance"|null,
   //  "flushes": windows emptied by a variance change in the unwatched direction}
   nlohmann::json state() const override;
+  std::string save_state() const override;
+  void load_state(std::string_view state) override;
 
   size_t window_size() const { return len_; }
   // The (shared, thread-safe) thresholds this detector uses.

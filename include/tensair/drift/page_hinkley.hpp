@@ -39,6 +39,8 @@ class PageHinkley final : public Detector {
   nlohmann::json params() const override { return params_.to_json(); }
   // {"values", "detections", "count", "mean", "sum_increase", "sum_decrease"}
   nlohmann::json state() const override;
+  std::string save_state() const override;
+  void load_state(std::string_view state) override;
 
   double sum_increase() const { return sum_up_; }
   double sum_decrease() const { return sum_down_; }

@@ -35,6 +35,12 @@
 // written to OUT/dead_letters.jsonl, the stream goes on): a file whose size is not a multiple of
 // 3,073 bytes (its complete records are read; the partial tail is one dead letter naming the
 // file and the byte offset where it starts) and a label byte above 9. Both consume an id.
+//
+// Checkpoints: the source saves its place (file, byte position, record), the shuffle buffer's
+// records and generator, and the last concept announced, so a restored source emits the same
+// records in the same order, with the same concept_change events. The replay cache is not
+// saved (it can be 154 MB): a restore reads the first pass again up to where the checkpoint
+// stood, and a fingerprint check makes input files that changed since then a DataError.
 #pragma once
 
 #include <array>

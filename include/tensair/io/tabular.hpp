@@ -29,6 +29,9 @@
 //   with one they are rows (dead letters, "0 fields"), so that data and labels stay aligned.
 // - a missing file is an IoError (exit code 2) at definition; a truncated gzip/xz stream is an
 //   IoError naming the file.
+//
+// Checkpoints: the positions in both files and their line numbers, and the running statistics
+// of `standardize`, so a restored source emits the same rows with the same standardised values.
 #pragma once
 
 #include <cstdint>

@@ -51,6 +51,11 @@
 //   header is checked when the source is defined (ConfigError naming the file if the sizes do
 //   not agree). Examples whose labels have not exactly one 1 are dead letters.
 // Ids in the shipped files are below 50,000 (the vocabulary size of the original model).
+//
+// Checkpoints: skipgram_source saves its sentence positions and the pairs made but not yet
+// emitted (its randomness is a function of seed, pass and sentence, so it needs no state), and
+// checks on restore that the corpus has the same sizes; w2v_pairs_source saves its position in
+// the file. Either resumes with exactly the pairs and batches an uninterrupted run emits.
 #pragma once
 
 #include <cstdint>

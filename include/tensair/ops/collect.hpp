@@ -1,6 +1,10 @@
 // collect: an in-memory sink. Every batch that reaches any of its instances in this process is
 // stored in a Collection, for tests and for programs that run a graph and read the results
 // directly (under mpirun each process sees what its own instances received).
+//
+// Checkpoints: collect has no state to save, so it is not exactly-once across a restore: the
+// Collection keeps what arrived before the failure, and the resumed run adds the batches after
+// the checkpoint again (a test that restores should use a fresh Collection, or a file sink).
 #pragma once
 
 #include <memory>

@@ -3,6 +3,13 @@
 // Both are stateful per key. With several instances, the edge into them must route by the same
 // key (Routing::key_hash on the grouping column) so that equal keys meet in one instance; each
 // instance then emits its own keys, sorted by key within each window it closes.
+//
+// Checkpoints: both save everything they hold (reduce: every open window's groups with their
+// accumulators; join: each side's rows per window) with the input schemas and the event-time
+// watermark, so a restored instance fed the same batches emits exactly what the original would
+// have. Processing-time tumbling windows cannot be exact across a restart, as they follow the
+// clock: a restored reduce keeps its groups (the open window's records stay in that window)
+// and restarts the clock, giving the open window its full `size` again from the restart.
 #pragma once
 
 #include <memory>

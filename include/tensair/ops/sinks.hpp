@@ -6,6 +6,16 @@
 // until the end and written sorted by that column (ascending, stable), which suits finite
 // streams only. Numbers are written in their shortest exact form; arrays (columns with a record
 // shape) as [v1,v2,...].
+//
+// Checkpoints: a file sink's checkpoint writes out what it has (the engine fsyncs the file
+// before the checkpoint completes, Context::sync_at_checkpoint) and saves the file's length (and,
+// with sort_by, the rows it holds). Restored, it opens the existing file without truncating it,
+// cuts it back to that length and appends from there, so its file equals that of an uninterrupted
+// run: output is exactly-once across a restore. A file that is missing or shorter than the saved
+// length is an IoError naming the path and both lengths. A fresh (not restored) sink truncates its
+// file when it opens. stdout_sink saves the rows it wrote (for `limit`); what reached standard
+// output cannot be taken back, so its rows after a checkpoint appear again after a restore
+// (at-least-once).
 #pragma once
 
 #include <cstdint>

@@ -16,6 +16,11 @@
 // - Records that cannot be parsed go to the dead-letter output with the file and line/record
 //   number; a missing file, or a truncated/corrupt compressed file, ends the job with an error
 //   naming the file.
+// - Checkpoints: a source saves where it stands (SourceCursor) and the byte position in its
+//   file after the last record it read; restore() reopens the file and seeks there (plain
+//   files directly, gzip/xz by decompressing up to it, FileReader::seek), so the restored
+//   source emits exactly the records, batches and dead letters the original would have. A file
+//   that became shorter than the saved position is an IoError naming it.
 #pragma once
 
 #include <cstdint>
@@ -125,6 +130,14 @@ class SourceCursor {
   bool mine() const { return !opt_.shard || instances_ == 1 || index_ % instances_ == instance_; }
   int64_t index() const { return index_; }
   int64_t pass() const { return pass_; }
+  // Between pass_started() and pass_ended(): the input is open and positioned in the pass.
+  bool in_pass() const { return in_pass_; }
+
+  // Checkpoints: writes the cursor's position (with the instance and instance count, which
+  // load() checks: a cursor is restored into the same instance of the same operator). load()
+  // throws DataError (StateReader::fail) for a damaged state or another instance.
+  void save(dataflow::StateWriter& state) const;
+  void load(dataflow::StateReader& state);
 
  private:
   SourceOptions opt_;
