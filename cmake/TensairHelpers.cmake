@@ -6,7 +6,10 @@ if(NOT TENSAIR_MPIEXEC)
 endif()
 # Oversubscribe: CI machines have 2 cores and tests use up to 3 ranks.
 set(TENSAIR_MPIEXEC_FLAGS --oversubscribe)
-set(TENSAIR_TEST_ENV "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")
+# No binding of a rank to one core: a TensAIR rank runs several threads (operators, transport,
+# checkpoint writer, LibTorch), and mpirun's default binding for np <= 2 puts them all on one core
+# (on this machine it also stalled fsync for seconds: docs/fault-tolerance.md).
+set(TENSAIR_TEST_ENV "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;OMPI_MCA_hwloc_base_binding_policy=none")
 
 # tensair_library(NAME SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...])
 # One library per src/ folder; public headers live in include/tensair/, internal ones by the .cpp.

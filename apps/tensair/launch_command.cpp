@@ -105,7 +105,7 @@ void add_launch_options(CLI::App* cmd, LaunchArgs& args) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option(
       "--launcher", args.launcher,
-      "the command that starts the ranks, \"{np}\" standing for N (default \"mpirun -np {np}\"), "
+      "the command that starts the ranks, \"{np}\" standing for N (default \"mpirun --bind-to none -np {np}\"), "
       "e.g. \"srun -n {np}\"");
   add_job_arguments(cmd, args.run);
   add_run_options(cmd, args.run);
@@ -137,7 +137,7 @@ int launch_command(const LaunchArgs& args) {
                  job_name.c_str());
   }
   std::vector<std::string> prefix =
-      split_words(args.launcher.empty() ? std::string("mpirun -np {np}") : args.launcher);
+      split_words(args.launcher.empty() ? std::string("mpirun --bind-to none -np {np}") : args.launcher);
   for (auto& w : prefix) {
     for (size_t at; (at = w.find("{np}")) != std::string::npos;)
       w.replace(at, 4, std::to_string(args.np));

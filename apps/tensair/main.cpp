@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <string>
+#include <vector>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -96,8 +99,16 @@ int main(int argc, char** argv) {
     }
     return 2;
   }
+  // `tensair launch -np N`, as mpirun spells it: CLI11 would read -np as -n p.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (first == "launch") {
+    for (auto& a : args) {
+      if (a == "-np") a = "--np";
+    }
+  }
+  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last first
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

@@ -1,11 +1,13 @@
 #include "run_command.hpp"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include "tensair/common/error.hpp"
 #include "tensair/common/log.hpp"
@@ -28,6 +30,21 @@ namespace {
 int report(const Error& e, bool print) {
   if (print) std::fprintf(stderr, "tensair: error: %s\n", e.what());
   return static_cast<int>(e.exit_code());
+}
+
+// mpirun binds each rank to one core by default (for np <= 2). A TensAIR rank runs several
+// threads (operators, transport, checkpoint writer, LibTorch), which then share that core; on
+// the machine this was written on it also stalled fsync (and so checkpoints) for seconds.
+void warn_if_bound_to_one_core(int rank) {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  if (rank != 0 || sched_getaffinity(0, sizeof mask, &mask) != 0) return;
+  if (CPU_COUNT(&mask) == 1 && std::thread::hardware_concurrency() > 1) {
+    log().warn(
+        "this rank is bound to one core by its launcher, so all its threads share it; start "
+        "TensAIR with "
+        "`mpirun --bind-to none` (or --map-by slot:PE=<cores per rank>)");
+  }
 }
 
 // After a rank was lost, MPI cannot be finalised (it would wait for that rank): flush what this
@@ -92,6 +109,7 @@ int run_command(const RunArgs& args) {
   const int rank = transport->rank();
   const int world = transport->world_size();
   set_log_rank(rank, world);
+  warn_if_bound_to_one_core(rank);
 
   job.executor.progress = args.progress || (!args.no_progress && rank == 0 && isatty(2));
   job.executor.resume = args.resume;

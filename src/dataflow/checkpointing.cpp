@@ -75,6 +75,8 @@ void Impl::report_locked(Instance& in, uint64_t id, std::optional<std::string> e
   if (id <= rank_written) return close_all();
   RankCheckpoint& rc = rank_ckpts[id];
   if (rc.reports.count(in.id)) return close_all();
+  log().debug("{:.3f} s: checkpoint {}: {} reports {}", elapsed(), id, in.context(),
+              entry ? "its snapshot" : "that it has finished");
   rc.fds.insert(rc.fds.end(), fds.begin(), fds.end());
   rc.reports[in.id] = std::move(entry);
   maybe_write_locked(id);
@@ -124,6 +126,7 @@ void Impl::maybe_write_locked(uint64_t id) {
       }
       if (!sync_error.empty()) throw IoError("cannot sync an operator's file: " + sync_error);
       write_file_durably(path, data);
+      log().debug("{:.3f} s: checkpoint {}: wrote {} ({} bytes)", elapsed(), id, path.string(), data.size());
       report["files"].push_back({{"name", path.filename().string()},
                                  {"rank", rank},
                                  {"bytes", data.size()},
@@ -191,6 +194,8 @@ void Impl::checkpoint_tick() {
     uint64_t bytes = 0;
     for (const auto& file : settle->files) bytes += file.bytes;
     if (error.empty()) {
+      log().debug("{:.3f} s: checkpoint {}: every rank answered; writing the manifest", elapsed(),
+                  settle->trigger.id);
       try {
         write_manifest(*settle);
       } catch (const Error& e) {
@@ -222,6 +227,7 @@ void Impl::checkpoint_tick() {
     trigger = coordinator->due(Clock::now());
   }
   if (trigger) {
+    log().debug("{:.3f} s: checkpoint {} starts ({})", elapsed(), trigger->id, trigger->reason);
     const auto signal = static_cast<uint32_t>(trigger->stop ? stop_signal_seen.load() : 0);
     for (int r = 0; r < world; ++r) {
       control(r, FrameKind::kCkptTrigger, signal, trigger->id, {}, trigger->stop ? 1 : 0);

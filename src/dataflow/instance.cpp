@@ -493,6 +493,7 @@ void Instance::apply_step(const SnapshotTracker::Step& s) {
 // out on every output right after, so everything this instance emits later follows the barrier
 // on every channel.
 void Instance::take_snapshot(uint64_t checkpoint) {
+  log().debug("{:.3f} s: checkpoint {}: {} takes its snapshot", impl.elapsed(), checkpoint, context());
   snap_engine_ = save_engine_state();
   StateWriter w;
   op_impl->snapshot(w, *this);
