@@ -126,6 +126,9 @@ bool Instance::offer(int port, int target, BatchPtr batch) {
   if (!batch || batch->rows() == 0) return true;
   if (!impl.offer(*this, target_channel(e, target), batch)) {
     c.offers_refused++;
+    // On a cycle, a refused offer is a message still to come: it counts as sent until its
+    // credit is back (kCredit), so the cycle cannot be found quiet while it waits.
+    if (e.cycle) c.cycle_sent++;
     return false;
   }
   c.records_out += static_cast<uint64_t>(batch->rows());
@@ -429,6 +432,7 @@ void Instance::handle(InboxItem& item) {
       return;
     case InboxItem::Kind::kCredit:
       op_impl->on_credit(item.port, static_cast<int>(item.id), *this);
+      if (outputs[static_cast<size_t>(item.port)].front().cycle) c.cycle_processed++;
       return;
   }
 }

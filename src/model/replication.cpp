@@ -26,7 +26,19 @@ void Update::fold(const Update& later) {
   if (later.steps == 0) return;
   if (steps == 0) version = later.version;
   if (values.size() < later.values.size()) values.resize(later.values.size());
-  for (size_t i = 0; i < later.values.size(); ++i) values[i] = sum(values[i], later.values[i]);
+  for (size_t i = 0; i < later.values.size(); ++i) {
+    at::Tensor& v = values[i];
+    const at::Tensor& w = later.values[i];
+    if (!w.defined()) continue;
+    if (!v.defined()) {
+      v = w.clone();  // its own copy: w may be shared
+    } else if (owned && !v.is_sparse() && !w.is_sparse()) {
+      v.add_(w);
+    } else {
+      v = sum(v, w);
+    }
+  }
+  owned = true;
   steps += later.steps;
   samples += later.samples;
   loss_sum += later.loss_sum;
@@ -105,23 +117,22 @@ void Replication::broadcast(const Update& u, ReplicaLink& link) {
       stats_.delta_bytes_sent += batch->byte_size();
       stats_.delta_bytes_max = std::max<uint64_t>(stats_.delta_bytes_max, batch->byte_size());
     } else {
-      peer.pending = u;
+      peer.pending = u;  // shares u's values with the other peers' messages
+      peer.pending.owned = false;
       peer.blocked = true;
       ++stats_.credit_refusals;
     }
   }
 }
 
-void Replication::flush_peer(int p, ReplicaLink& link, bool force) {
+void Replication::flush_peer(int p, ReplicaLink& link) {
   Peer& peer = peers_[static_cast<size_t>(p)];
   if (peer.pending.empty()) {
     peer.blocked = false;
     return;
   }
   dataflow::BatchPtr batch = encode(delta_message(peer.pending));
-  if (force) {
-    link.send(p, batch);
-  } else if (!link.offer(p, batch)) {
+  if (!link.offer(p, batch)) {
     peer.blocked = true;
     ++stats_.credit_refusals;
     return;
@@ -136,13 +147,15 @@ void Replication::flush_peer(int p, ReplicaLink& link, bool force) {
 void Replication::on_credit(int peer, ReplicaLink& link) {
   if (peer < 0 || peer >= replicas_ || peer == self_) return;
   peers_[static_cast<size_t>(peer)].blocked = false;
-  flush_peer(peer, link, false);
+  flush_peer(peer, link);
+  maybe_send_finished(link);
 }
 
 void Replication::resume(ReplicaLink& link) {
   for (int p = 0; p < replicas_; ++p) {
-    if (p != self_ && peer_count_ > 0) flush_peer(p, link, false);
+    if (p != self_ && peer_count_ > 0) flush_peer(p, link);
   }
+  maybe_send_finished(link);
 }
 
 void Replication::send_control(MessageKind kind, ReplicaLink& link) {
@@ -168,13 +181,22 @@ void Replication::train_ended(ReplicaLink& link) {
     try_complete_sync(link);
     return;
   }
-  // The last updates go now, whatever the credit: one more per peer at most, and nothing may
-  // be left behind once this replica's stream has ended.
+  // The last updates go like the others: at once where there is credit, else when it is back
+  // (a refused offer keeps the cycle from terminating meanwhile). The "finished" message of
+  // SSP follows the last of them, on each channel.
   if (!outgoing_.empty()) broadcast(std::exchange(outgoing_, {}), link);
+  maybe_send_finished(link);
+}
+
+// SSP: once the train stream ended and nothing waits for credit, tell the peers how many
+// updates this replica made in all.
+void Replication::maybe_send_finished(ReplicaLink& link) {
+  if (!train_done_ || finished_sent_ || !o_.max_staleness || o_.mode != Mode::kDasgd) return;
   for (int p = 0; p < replicas_; ++p) {
-    if (p != self_) flush_peer(p, link, /*force=*/true);
+    if (p != self_ && !peers_[static_cast<size_t>(p)].pending.empty()) return;
   }
-  if (o_.max_staleness) send_control(MessageKind::kFinished, link);
+  finished_sent_ = true;
+  send_control(MessageKind::kFinished, link);
 }
 
 void Replication::announce_converged(ReplicaLink& link) {
@@ -381,6 +403,7 @@ void Replication::snapshot(dataflow::StateWriter& w) const {
   w.put<int64_t>(version_);
   w.put<int64_t>(own_steps_);
   w.put<uint8_t>(train_done_ ? 1 : 0);
+  w.put<uint8_t>(finished_sent_ ? 1 : 0);
   w.put<int64_t>(sync_step_);
   w.put<uint8_t>(sync_waiting_ ? 1 : 0);
   put_update(w, outgoing_);
@@ -425,11 +448,13 @@ void Replication::restore(dataflow::StateReader& r) {
     u.loss_sum = m.loss_sum;
     u.acc_sum = m.acc_sum;
     for (auto& t : m.grads) u.values.push_back(t.defined() ? t.clone() : t);
+    u.owned = true;
     return u;
   };
   version_ = r.get<int64_t>();
   own_steps_ = r.get<int64_t>();
   train_done_ = r.get<uint8_t>() != 0;
+  finished_sent_ = r.get<uint8_t>() != 0;
   sync_step_ = r.get<int64_t>();
   sync_waiting_ = r.get<uint8_t>() != 0;
   outgoing_ = update();

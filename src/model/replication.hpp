@@ -30,8 +30,9 @@
 // fold into one pending update, offered again when credit comes back (on_credit). So what one
 // replica holds for a peer is at most one model-sized pending update, and what is in flight or
 // queued is bounded by the credit, whatever the speed ratio of the replicas and also while a
-// peer is paused. At the end of the train stream the pending updates go at once (send), then,
-// in sync and SSP modes, a "finished" message with the sender's total.
+// peer is paused, to the end of the stream: the last pending updates wait for credit too (a
+// refused offer keeps the cycle from terminating), then, in SSP mode, a "finished" message with
+// the sender's total follows them (in sync mode it goes when the stream ends).
 //
 // No threads, no MPI: the Model operator calls it on its instance thread; tests drive several
 // Replications through a fake link. Not thread-safe.
@@ -59,8 +60,14 @@ struct Update {
   double loss_sum = 0, acc_sum = 0;  // sums over samples
   int64_t version = 0;               // the sender's version at its first step in it
 
+  // The values are this update's own memory (made by an earlier fold), so they may be added
+  // to in place. Otherwise they may be shared: with a message in flight to another peer, or a
+  // received batch.
+  bool owned = false;
+
   bool empty() const { return steps == 0; }
-  // Adds `later` to this update (out of place: values may view received batches).
+  // Adds `later` to this update: out of place the first time, in place once the values are
+  // its own (so a pending update costs one model-sized allocation, however many it folds).
   void fold(const Update& later);
 };
 
@@ -173,7 +180,8 @@ class Replication {
   dataflow::BatchPtr encode(const Message& m, bool for_state = false) const;
   Message delta_message(const Update& u) const;
   void broadcast(const Update& u, ReplicaLink& link);
-  void flush_peer(int peer, ReplicaLink& link, bool force);
+  void flush_peer(int peer, ReplicaLink& link);
+  void maybe_send_finished(ReplicaLink& link);
   void send_control(MessageKind kind, ReplicaLink& link);
   void fold_received(ReplicaLink& link, bool force);
   void apply_remote(std::vector<Message>& messages, ReplicaLink& link);
@@ -191,6 +199,7 @@ class Replication {
   int64_t version_ = 0;
   int64_t own_steps_ = 0;
   bool train_done_ = false;
+  bool finished_sent_ = false;  // SSP: the "finished" message went
   Update outgoing_;  // dasgd: own updates since the last broadcast (broadcast_every > 1)
   std::vector<Peer> peers_;
   std::deque<Message> received_;  // dasgd: remote updates not yet applied (coalescing)

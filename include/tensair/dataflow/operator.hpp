@@ -86,7 +86,8 @@ class Context {
   // nothing, when that channel's credit is used up, and on_credit(port, target) follows once
   // credit is back. send_to() sends at once on an edge inside a cycle (where waiting could
   // deadlock; the credit then runs over by this batch) and otherwise waits for credit like
-  // emit(). A port with several edges, or a target no channel reaches, is a programmer error
+  // emit(). On a cycle a refused offer counts as a message in flight until on_credit, so the
+  // cycle does not terminate while the operator still has something to send there. A port with several edges, or a target no channel reaches, is a programmer error
   // (TENSAIR_ASSERT).
   virtual bool offer(int port, int target, BatchPtr batch) = 0;
   virtual void send_to(int port, int target, BatchPtr batch) = 0;
