@@ -15,9 +15,9 @@ const char* tune_allocator() {
     g_description = "glibc malloc, settings from the environment";
     return g_description;
   }
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
   mallopt(M_TRIM_THRESHOLD, static_cast<int>(0x7fffffff));
-  g_description = "glibc malloc, mmap_threshold=32MiB trim_threshold=2GiB (mallopt)";
+  g_description = "glibc malloc, mmap_threshold=4MiB trim_threshold=2GiB (mallopt)";
   return g_description;
 }
 

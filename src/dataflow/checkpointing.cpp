@@ -414,6 +414,14 @@ void Impl::agree_on_resume() {
 }
 
 // Rank 0: every rank's offer is in; the newest checkpoint usable on every rank wins.
+void Impl::instance_restored() {
+  if (--restoring != 0) return;
+  job_event({{"event", "restored"},
+             {"checkpoint", resumed_from},
+             {"rank", rank},
+             {"restore_s", std::chrono::duration<double>(Clock::now() - start_time).count()}});
+}
+
 void Impl::on_restore_offer(int from, const json& offer) {
   std::vector<json> offers;
   {

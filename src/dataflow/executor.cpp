@@ -359,10 +359,14 @@ RunOutcome Impl::run() {
     for (int s = 0; s < cycles; ++s) {
       if (cycle_local[static_cast<size_t>(s)] == 0) rank_ready(s);
     }
+    int to_restore = 0;
     for (auto& in : local) {
       auto it = restored.find(in->id);
       in->prepare(it == restored.end() ? nullptr : &it->second, resumed_from);
+      if (it != restored.end() && !it->second.finished) ++to_restore;
     }
+    restoring = to_restore + 1;
+    if (resumed_from) instance_restored();  // the engine's part is done
     {
       std::lock_guard lock(mu);
       running = static_cast<int>(local.size());
@@ -451,13 +455,15 @@ RunOutcome Impl::finish_run() {
   snapshot_metrics(true);
   flush_logs(true);
   bool lost = false;
+  std::vector<int> lost_now;
   {
     std::lock_guard lock(mu);
     lost = lost_peer;
+    lost_now = lost_ranks;
   }
   if (lost) {
     tp_abandoned = true;
-    tp.abandon();
+    tp.abandon(lost_now);
   } else {
     shutting_down = true;
     tp.shutdown();

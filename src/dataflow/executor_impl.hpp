@@ -329,6 +329,9 @@ class Impl {
   void agree_on_resume();
   void on_restore_offer(int rank, const json& offer);
   void load_rank_file(uint64_t id);
+  // A local instance has restored its operator's state; the last one logs the "restored" job
+  // event with this rank's restore time (agreement, reading its file, restoring every state).
+  void instance_restored();
   void start_writer();
   void stop_writer();
   void enqueue_write(std::function<void()> job);
@@ -401,6 +404,7 @@ class Impl {
   uint64_t last_complete = 0;  // guarded by mu
   std::filesystem::path restored_folder;
   std::map<int, RestoredInstance> restored;  // by global instance id
+  std::atomic<int> restoring{0};             // local instances still restoring their operator
   std::mutex ckpt_mu;
   struct RankCheckpoint {
     bool triggered = false;

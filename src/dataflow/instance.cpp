@@ -306,6 +306,7 @@ void Instance::thread_main() {
             "checkpoint " + checkpoint_folder_name(restored_id_) + ", state of " + context());
         op_impl->restore(r, *this);
         r.expect_end();
+        impl.instance_restored();
       }
       op_impl->open(*this);
       if (is_source_) {

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "dataflow/executor_impl.hpp"
+#include "tensair/common/process.hpp"
 
 namespace tensair::dataflow::detail {
 
@@ -24,6 +25,7 @@ void Impl::open_metrics() {
                 {"event", "start"}, {"job", opt.job_name},
                 {"ranks", world},   {"operators", graph.operators().size()}};
   if (resume) start["resumed_from"] = resumed_from;
+  start["allocator"] = allocator_description();
   metrics_file << start.dump() << "\n";
   metrics_file.flush();
 }

@@ -64,6 +64,10 @@ constexpr uint8_t kHeartbeatKind = 0xff;
 // MPI_Testsome scans every outstanding request.
 constexpr size_t kMaxSendsInFlight = 1024;
 
+// How long abandon() goes on sending what is queued to the peers still there (the error frame
+// that tells them why this rank leaves, above all) before it stops.
+constexpr auto kAbandonDrain = std::chrono::seconds(1);
+
 [[noreturn]] void throw_mpi_error(int rc, const char* call, const char* file, int line) {
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
@@ -216,10 +220,11 @@ class MpiTransport final : public Transport {
     on_lost_ = std::move(on_lost);
   }
 
-  void abandon() override {
+  void abandon(const std::vector<int>& lost) override {
     {
       std::lock_guard lock(mu_);
-      stop_now_ = true;
+      abandoning_ = true;
+      abandon_lost_ = lost;
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
@@ -354,6 +359,7 @@ class MpiTransport final : public Transport {
       {
         std::lock_guard lock(mu_);
         if (stop_now_) return;
+        if (abandoning_) break;
         batch.swap(queue_);
         shutdown_requested = shutdown_requested_;
       }
@@ -384,8 +390,8 @@ class MpiTransport final : public Transport {
       if (world_ == 1) {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [this] {
-          return stop_now_ || !queue_.empty() || shutdown_requested_ || !loopback_.empty() ||
-                 !loopback_raw_.empty();
+          return stop_now_ || abandoning_ || !queue_.empty() || shutdown_requested_ ||
+                 !loopback_.empty() || !loopback_raw_.empty();
         });
         continue;
       }
@@ -396,9 +402,45 @@ class MpiTransport final : public Transport {
       }
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, std::chrono::microseconds(sleep_us), [this] {
-        return stop_now_ || !queue_.empty() || shutdown_requested_ || !loopback_.empty();
+        return stop_now_ || abandoning_ || !queue_.empty() || shutdown_requested_ ||
+               !loopback_.empty();
       });
       sleep_us = std::min(sleep_us * 2, options_.max_sleep_us);
+    }
+    if (world_ > 1) drain_for_abandon();
+  }
+
+  // abandon(): the frames queued for peers that are not known to be lost are sent, and their
+  // sends (those to lost peers aside) completed, for at most kAbandonDrain. Without it a rank
+  // that saw a peer fail could leave before its error frame reached the others, which would
+  // then each report this rank's exit as a second failure.
+  void drain_for_abandon() {
+    const auto deadline = Clock::now() + kAbandonDrain;
+    std::vector<Queued> batch;
+    for (;;) {
+      {
+        std::lock_guard lock(mu_);
+        batch.swap(queue_);
+        for (int r : abandon_lost_) {
+          if (r >= 0 && r < world_) lost_[static_cast<size_t>(r)] = true;
+        }
+      }
+      for (Queued& q : batch) {
+        if (!lost_[static_cast<size_t>(q.dst)]) dispatch(std::move(q));
+      }
+      batch.clear();
+      for (size_t d = 0; d < backlog_.size(); ++d) {
+        if (lost_[d]) backlog_[d].clear();
+      }
+      drain_backlog();
+      test_sends();
+      bool pending = false;
+      for (size_t d = 0; d < backlog_.size(); ++d) {
+        const bool live = static_cast<int>(d) != rank_ && !lost_[d];
+        if (live && (inflight_[d] > 0 || !backlog_[d].empty())) pending = true;
+      }
+      if (!pending || Clock::now() >= deadline) return;
+      std::this_thread::yield();
     }
   }
 
@@ -876,6 +918,8 @@ class MpiTransport final : public Transport {
   std::deque<std::shared_ptr<std::vector<std::byte>>> loopback_raw_;  // guarded by mu_
   bool shutdown_requested_ = false;  // guarded by mu_
   bool stop_now_ = false;            // guarded by mu_
+  bool abandoning_ = false;          // guarded by mu_: abandon() was called
+  std::vector<int> abandon_lost_;    // guarded by mu_: the lost peers abandon() was told of
   bool loop_done_ = false;           // guarded by mu_
 
   // P: progress thread only.

@@ -66,10 +66,12 @@ class Transport {
   // later run. The default (LocalCluster, whose ranks cannot fail alone) watches nothing.
   using PeerLostHandler = std::function<void(int rank, const std::string& what)>;
   virtual void watch_peers(double timeout_s, PeerLostHandler on_lost) {}
-  // Leaves without the collective shutdown, after a peer was lost: the progress thread stops,
-  // nothing more is sent or received, and the transport cannot start again. Destroying an
-  // abandoned transport does not finalise MPI (that would wait for the lost peer forever).
-  virtual void abandon() {}
+  // Leaves without the collective shutdown, after peers were lost (`lost`: those this rank
+  // knows of): what is queued for the other peers is still sent for up to a second, then the
+  // progress thread stops, nothing more is sent or received, and the transport cannot start
+  // again. Destroying an abandoned transport does not finalise MPI (that would wait for the
+  // lost peer forever).
+  virtual void abandon(const std::vector<int>& lost) {}
   virtual bool abandoned() const { return false; }
 
   virtual TransportStats stats() const = 0;
