@@ -501,8 +501,11 @@ void Instance::take_snapshot(uint64_t checkpoint) {
   log().debug("{:.3f} s: checkpoint {}: {} takes its snapshot", impl.elapsed(), checkpoint, context());
   snap_engine_ = save_engine_state();
   StateWriter w;
+  const double t0 = impl.elapsed();
   op_impl->snapshot(w, *this);
   snap_operator_ = w.take();
+  log().debug("{:.3f} s: checkpoint {}: {} wrote {} bytes of operator state in {:.3f} s",
+              impl.elapsed(), checkpoint, context(), snap_operator_.size(), impl.elapsed() - t0);
   recorded.clear();
   for (auto& port : outputs) {
     for (OutEdge& e : port) {
