@@ -13,8 +13,10 @@
 The x axis is seconds since the job started (default: the only axis that advances while a model
 predicts without training) or, with --x step, the rank's training step.
 
-Every section whose lines are missing says "no data" instead of failing. Errors are one line on
-stderr ("error: OUT/metrics.jsonl:17: not JSON (...)"); exit code 2 when OUT or its
+Every section whose lines are missing says "no data" instead of failing. A line cut off by a
+run killed while writing it is noted on stderr and skipped. Errors are one line on stderr
+("error: OUT/metrics.jsonl:17: not JSON (...)", or a field the report needs that is not a
+number); exit code 2 when OUT or its
 metrics.jsonl does not exist or the arguments are wrong, 1 for a bad line or a failure while
 writing. Standard library, numpy and matplotlib only.
 """
@@ -130,6 +132,26 @@ class Run:
         return f"{key[0]} #{key[1]} (rank {rank})"
 
 
+# Fields the report computes with: a line that has one must give a number (or null).
+NUMERIC_FIELDS = ("t", "loss", "accuracy", "step", "version", "records", "samples_per_s",
+                  "samples_seen", "staleness_mean", "staleness_max", "index", "elapsed_s",
+                  "records_in", "records_out", "busy_s", "queue_depth")
+
+
+def cut_off(text, next_text):
+    """A line a run killed mid-write left: the start of an object, last in the file or followed
+    by the start line of the run that resumed the job."""
+    if not text.startswith("{") or text.endswith("}"):
+        return False
+    if next_text is None:
+        return True
+    try:
+        following = json.loads(next_text)
+    except ValueError:
+        return False
+    return isinstance(following, dict) and following.get("event") == "start"
+
+
 def read_run(out_dir):
     if not os.path.exists(out_dir):
         raise ReportError(f"output folder {out_dir} does not exist", EXIT_MISSING)
@@ -142,20 +164,29 @@ def read_run(out_dir):
     run = Run()
     try:
         with open(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    line = json.loads(raw.decode("utf-8", errors="replace"))
-                except ValueError as e:
-                    shown = raw.decode("utf-8", errors="replace").strip()
-                    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-                    raise ReportError(f"{path}:{number}: not JSON ({getattr(e, 'msg', e)}): {shown}")
-                if not isinstance(line, dict):
-                    raise ReportError(f"{path}:{number}: not a JSON object")
-                run.add(line)
+            raws = f.readlines()
     except OSError as e:
         raise ReportError(f"cannot read {path}: {e.strerror}")
+    texts = [(n, r.decode("utf-8", errors="replace").strip()) for n, r in enumerate(raws, 1)]
+    texts = [(n, t) for n, t in texts if t]
+    for i, (number, text) in enumerate(texts):
+        try:
+            line = json.loads(text)
+        except ValueError as e:
+            if cut_off(text, texts[i + 1][1] if i + 1 < len(texts) else None):
+                print(f"note: {path}:{number}: a line cut off (a killed run?); skipped",
+                      file=sys.stderr)
+                continue
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            raise ReportError(f"{path}:{number}: not JSON ({getattr(e, 'msg', e)}): {shown}")
+        if not isinstance(line, dict):
+            raise ReportError(f"{path}:{number}: not a JSON object")
+        for key in NUMERIC_FIELDS:
+            v = line.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ReportError(f"{path}:{number}: \"{key}\" is not a number: "
+                                  f"{json.dumps(v)[:40]}")
+        run.add(line)
     run.finish()
     return run
 

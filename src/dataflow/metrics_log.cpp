@@ -9,6 +9,19 @@ namespace tensair::dataflow::detail {
 
 namespace fs = std::filesystem;
 
+namespace {
+// A run killed mid-line leaves a cut last line: what a later run appends starts on a line of
+// its own (tensair report notes and skips the cut one).
+void end_cut_line(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in || in.tellg() <= 0) return;
+  in.seekg(-1, std::ios::end);
+  char last = '\n';
+  in.get(last);
+  if (last != '\n') std::ofstream(path, std::ios::app | std::ios::binary) << '\n';
+}
+}  // namespace
+
 // Rank 0 opens the metrics file: a fresh one, or (resuming) the same one continued, so a job's
 // whole history across restarts is one file.
 void Impl::open_metrics() {
@@ -16,6 +29,7 @@ void Impl::open_metrics() {
   std::error_code ec;
   fs::create_directories(opt.out_dir, ec);
   const bool resume = resumed_from != 0;
+  if (resume) end_cut_line(opt.out_dir / "metrics.jsonl");
   metrics_file.open(opt.out_dir / "metrics.jsonl", resume ? std::ios::app : std::ios::trunc);
   if (!metrics_file) {
     throw IoError("cannot write " + (opt.out_dir / "metrics.jsonl").string(), ExitCode::kConfig);
@@ -47,6 +61,7 @@ void Impl::add_log_line(LogStream stream, std::string line) {
 void Impl::write_log(LogStream stream, const std::string& text) {
   std::ofstream& file = stream == LogStream::kMetrics ? metrics_file : dead_file;
   if (stream == LogStream::kDeadLetters && !dead_file.is_open() && !opt.out_dir.empty()) {
+    end_cut_line(opt.out_dir / "dead_letters.jsonl");
     dead_file.open(opt.out_dir / "dead_letters.jsonl", std::ios::app);
   }
   if (!file.is_open()) return;
@@ -175,6 +190,7 @@ void Impl::write_end_line(const char* status) {
   }
   std::error_code ec;
   if (!fs::exists(opt.out_dir / "metrics.jsonl", ec)) return;
+  end_cut_line(opt.out_dir / "metrics.jsonl");
   std::ofstream f(opt.out_dir / "metrics.jsonl", std::ios::app);
   f << end.dump() << "\n";
 }

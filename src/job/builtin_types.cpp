@@ -191,10 +191,9 @@ bool registered = [] {
 ops::SourceOptions source_options(const Params& p) {
   ops::SourceOptions o;
   o.batch_size = p.integer("batch_size", o.batch_size, 1);
-  o.rate = p.number("rate", 0);
-  if (o.rate < 0) p.fail("rate", "must not be negative (0: as fast as possible)");
-  o.burst = p.number("burst", 0);
-  if (o.burst < 0) p.fail("burst", "must not be negative");
+  // rate 0 is "as fast as possible"; an infinite rate is refused, not taken as 0.
+  o.rate = p.number("rate", 0, Params::Range{0, Params::kInf});
+  o.burst = p.number("burst", 0, Params::Range{0, Params::kInf});
   o.replay = p.integer("replay", 1, 0);
   o.limit = p.integer("limit", 0, 0);
   o.shard = p.boolean("shard", true);

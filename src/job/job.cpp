@@ -9,6 +9,7 @@
 #include "tensair/job/params.hpp"
 #include "tensair/job/registry.hpp"
 #include "tensair/common/error.hpp"
+#include "tensair/common/paths.hpp"
 
 namespace tensair::job {
 
@@ -229,6 +230,10 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
   ctx.base_dir = std::filesystem::absolute(file).parent_path();
   ctx.out_dir = options.out_dir;
   for (const std::string& o : options.overrides) apply_override(root, o, ctx.overridden);
+  // The engine's own files in the output folder: no sink may write them too.
+  for (const char* own : {"metrics.jsonl", "dead_letters.jsonl"}) {
+    (*ctx.outputs)[resolve_path(own, ctx.out_dir)] = std::string("the job's ") + own;
+  }
 
   Job job;
   job.file = file;
@@ -242,12 +247,21 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
   }
   Params jp(*job_table, "job", ctx);
   job.name = jp.str("name", file.stem().string());
+  // The name is the default output folder, out/<name>: one plain folder name.
+  if (job.name.empty() || job.name == "." || job.name == ".." ||
+      job.name.find_first_of("/\\") != std::string::npos ||
+      std::any_of(job.name.begin(), job.name.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    jp.fail("name", "must be a plain name without '/' (it names the output folder out/<name>), "
+                    "got \"" + job.name + "\"");
+  }
   job.executor.job_name = job.name;
   job.executor.credit_bytes = static_cast<size_t>(jp.integer("credit_bytes", 8 << 20, 1));
-  job.executor.metrics_interval_s = jp.number("metrics_interval", 2.0);
-  if (job.executor.metrics_interval_s <= 0) jp.fail("metrics_interval", "must be positive (seconds)");
-  job.executor.heartbeat_timeout_s = jp.number("heartbeat_timeout", 30.0);
-  if (!(job.executor.heartbeat_timeout_s > 0)) jp.fail("heartbeat_timeout", "must be positive (seconds)");
+  // Seconds: finite and positive (NaN once slipped through a `<= 0` test).
+  job.executor.metrics_interval_s =
+      jp.number("metrics_interval", 2.0, Params::Range{0, Params::kInf, true});
+  job.executor.heartbeat_timeout_s =
+      jp.number("heartbeat_timeout", 30.0, Params::Range{0, Params::kInf, true});
   jp.check_all_used();
 
   // [checkpoint]: job-wide checkpoints, on when the table is there (docs/fault-tolerance.md).

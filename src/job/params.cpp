@@ -1,6 +1,8 @@
 #include "tensair/job/params.hpp"
 
 #include <algorithm>
+#include <sstream>
+#include <cmath>
 #include <limits>
 #include <utility>
 
@@ -104,6 +106,28 @@ double Params::number(const std::string& key, std::optional<double> def) const {
   fail(key, std::string("expected a number, got ") + type_name(n));
 }
 
+namespace {
+std::string show_number(double v) {
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+}  // namespace
+
+double Params::number(const std::string& key, std::optional<double> def, Range range) const {
+  const double v = number(key, def);
+  if (!std::isfinite(v)) fail(key, "must be a finite number, got " + show_number(v));
+  const bool below = range.min_open ? !(v > range.min) : !(v >= range.min);
+  const bool above = range.max_open ? !(v < range.max) : !(v <= range.max);
+  if (below || above) {
+    fail(key, "must be in " + std::string(range.min_open ? "(" : "[") + show_number(range.min) +
+                  ", " + show_number(range.max) + (range.max_open || std::isinf(range.max) ? ")" : "]") +
+                  ", got " + show_number(v));
+  }
+  return v;
+}
+
 bool Params::boolean(const std::string& key, std::optional<bool> def) const {
   if (!has(key) && def) {
     used_.insert(key);
@@ -146,14 +170,29 @@ std::filesystem::path Params::input_path(const std::string& key, std::optional<s
   }
 }
 
-std::filesystem::path Params::output_path(const std::string& key, std::optional<std::string> def) const {
+std::filesystem::path Params::output_path(const std::string& key, std::optional<std::string> def,
+                                          Output use) const {
   std::string text = str(key, def);
   if (text.empty()) fail(key, "empty path");
+  // A relative output path stays inside the output folder (an absolute one may go anywhere).
+  const std::filesystem::path given = std::filesystem::path(text).lexically_normal();
+  if (given.is_relative() && !given.empty() && *given.begin() == "..") {
+    fail(key, "\"" + text + "\" leaves the output folder; relative output paths are inside --out "
+              "(give an absolute path to write elsewhere)");
+  }
+  std::filesystem::path path;
   try {
-    return resolve_path(text, ctx_.out_dir);
+    path = resolve_path(text, ctx_.out_dir);
   } catch (const ConfigError& e) {
     fail(key, e.what());
   }
+  if (use == Output::kReads) return path;
+  const std::string who = "[" + section_ + "] key \"" + key + "\"";
+  auto [it, fresh] = ctx_.outputs->emplace(path, who);
+  if (!fresh && it->second != who) {
+    fail(key, "writes " + path.string() + ", as " + it->second + " does (one file, one writer)");
+  }
+  return path;
 }
 
 char Params::character(const std::string& key, char def) const {

@@ -116,11 +116,23 @@ Message decode_message(const dataflow::BatchPtr& batch, const std::vector<std::v
   if (b.rows() != 1) throw DataError("model message with " + std::to_string(b.rows()) + " rows, expected 1");
   Message m;
   m.keep_alive = batch;
-  m.kind = static_cast<MessageKind>(b.column("kind").as_int64(0));
+  const int64_t kind = b.column("kind").as_int64(0);
+  if (kind != static_cast<int64_t>(MessageKind::kDelta) &&
+      kind != static_cast<int64_t>(MessageKind::kFinished) &&
+      kind != static_cast<int64_t>(MessageKind::kConverged) &&
+      kind != static_cast<int64_t>(MessageKind::kSync)) {
+    throw DataError("model message of unknown kind " + std::to_string(kind));
+  }
+  m.kind = static_cast<MessageKind>(kind);
   m.sender = b.column("sender").as_int64(0);
   m.version = b.column("version").as_int64(0);
   m.steps = b.column("steps").as_int64(0);
   m.samples = b.column("samples").as_int64(0);
+  if (m.sender < 0 || m.version < 0 || m.steps < 0 || m.samples < 0) {
+    throw DataError("model message with a negative sender, version, steps or samples (" +
+                    std::to_string(m.sender) + ", " + std::to_string(m.version) + ", " +
+                    std::to_string(m.steps) + ", " + std::to_string(m.samples) + ")");
+  }
   m.step = b.column("step").as_int64(0);
   m.loss_sum = b.column("loss_sum").as_double(0);
   m.acc_sum = b.column("acc_sum").as_double(0);
@@ -138,10 +150,23 @@ Message decode_message(const dataflow::BatchPtr& batch, const std::vector<std::v
     } else if (const Column* h = b.find("h" + n)) {
       m.grads[i] = half_values(*h, numel).reshape(shapes[i]);
     } else if (const Column* idx = b.find("s" + n + ".idx")) {
+      // Sparse rows exist only for parameters with rows (embedding tables), as int64 indices
+      // and float32 (or float16 bytes) values.
+      if (shapes[i].empty() || shapes[i][0] <= 0) {
+        throw DataError("sparse delta for parameter " + n + ", which has no rows");
+      }
+      if (idx->dtype() != DType::kInt64) {
+        throw DataError("sparse delta for parameter " + n + ": row indices of type " +
+                        std::string(dtype_name(idx->dtype())) + ", expected int64");
+      }
       int64_t row = numel / shapes[i][0];
       int64_t nnz = idx->record_elements();
       at::Tensor values;
       if (const Column* v = b.find("s" + n + ".val")) {
+        if (v->dtype() != DType::kFloat32) {
+          throw DataError("sparse delta for parameter " + n + ": values of type " +
+                          std::string(dtype_name(v->dtype())) + ", expected float32");
+        }
         if (v->record_elements() != nnz * row) throw DataError("sparse delta for parameter " + n + ": value count mismatch");
         values = column_tensor(*v);
       } else if (const Column* hv = b.find("h" + n + ".val")) {

@@ -63,12 +63,16 @@ ModelOptions model_options(const job::Params& p) {
   o.seed = static_cast<uint64_t>(p.integer("seed", 1, 0));
   o.threads = static_cast<int>(p.integer("threads", 0, 0, 1024));
   o.optimizer.kind = choice("optimizer", "sgd", parse_optimizer);
-  o.optimizer.lr = p.number("lr", o.optimizer.kind == OptimizerKind::kAdam ? 1e-3 : 0.01);
-  o.optimizer.momentum = p.number("momentum", 0);
-  o.optimizer.weight_decay = p.number("weight_decay", 0);
-  o.optimizer.beta1 = p.number("beta1", 0.9);
-  o.optimizer.beta2 = p.number("beta2", 0.999);
-  o.optimizer.eps = p.number("eps", 1e-8);
+  // The ranges LibTorch's optimizers accept (outside them they throw mid-run, or diverge).
+  using R = job::Params::Range;
+  constexpr double inf = job::Params::kInf;
+  o.optimizer.lr = p.number("lr", o.optimizer.kind == OptimizerKind::kAdam ? 1e-3 : 0.01,
+                            R{0, inf, true});
+  o.optimizer.momentum = p.number("momentum", 0, R{0, 1, false, true});
+  o.optimizer.weight_decay = p.number("weight_decay", 0, R{0, inf});
+  o.optimizer.beta1 = p.number("beta1", 0.9, R{0, 1, false, true});
+  o.optimizer.beta2 = p.number("beta2", 0.999, R{0, 1, false, true});
+  o.optimizer.eps = p.number("eps", 1e-8, R{0, inf, true});
   o.mode = choice("mode", name_of(o.mode), parse_mode);
   o.exchange = choice("exchange", name_of(o.exchange), parse_exchange);
   o.broadcast_every = static_cast<int>(p.integer("broadcast_every", 1, 1, 1 << 20));
@@ -78,7 +82,7 @@ ModelOptions model_options(const job::Params& p) {
   o.coalesce = p.boolean("coalesce", false);
   o.training = choice("training", name_of(o.training), parse_training);
   o.epoch_size = p.integer("epoch_size", o.epoch_size, 1);
-  o.convergence_factor = p.number("convergence_factor", o.convergence_factor);
+  o.convergence_factor = p.number("convergence_factor", o.convergence_factor, R{0, inf});
   o.epochs_for_convergence = static_cast<int>(p.integer("epochs_for_convergence", 2, 2, 1000));
   o.eval_every = p.integer("eval_every", 0, 0);
   o.max_steps = p.integer("max_steps", 0, 0);
@@ -94,7 +98,7 @@ ModelOptions model_options(const job::Params& p) {
   if (p.has("export")) o.export_path = p.output_path("export");
   if (p.has("csv")) o.csv_path = p.output_path("csv");
   o.log_every = p.integer("log_every", o.log_every, 1);
-  if (p.has("vocab_file")) o.vocab_path = p.output_path("vocab_file");  // written by the source into OUT
+  if (p.has("vocab_file")) o.vocab_path = p.output_path("vocab_file", std::nullopt, job::Params::Output::kReads);  // written by the source into OUT
   if (p.has("embeddings")) o.embeddings_path = p.output_path("embeddings");
   o.probe_words = p.strings("probe_words", std::vector<std::string>{});
   o.neighbours = static_cast<int>(p.integer("neighbours", 8, 1, 1000));

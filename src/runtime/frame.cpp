@@ -93,8 +93,11 @@ void validate_header(const FrameHeader& h, int from_rank, size_t max_frame_bytes
     fail("meta_bytes " + std::to_string(h.meta_bytes) + " exceeds payload_bytes " +
          std::to_string(h.payload_bytes));
   }
-  if (h.payload_bytes + kFrameHeaderBytes > max_frame_bytes) {
-    fail("frame of " + std::to_string(h.payload_bytes + kFrameHeaderBytes) +
+  // Compared without adding: payload_bytes comes from the wire, and payload + header would
+  // wrap for a payload near 2^64 (a 64-byte buffer, then a part received past it).
+  if (max_frame_bytes < kFrameHeaderBytes ||
+      h.payload_bytes > max_frame_bytes - kFrameHeaderBytes) {
+    fail("frame with a payload of " + std::to_string(h.payload_bytes) +
          " bytes exceeds the limit of " + std::to_string(max_frame_bytes) + " bytes");
   }
   if (static_cast<int>(h.src_rank) != from_rank) {

@@ -273,17 +273,24 @@ class MpiTransport final : public Transport {
     {
       std::lock_guard lock(mu_);
       TENSAIR_ASSERT(!shutdown_requested_, "send() after shutdown()");
-      queue_.push_back({dst, std::move(frame), nullptr});
+      queue_.push_back({dst, std::move(frame), nullptr, nullptr});
     }
     cv_.notify_all();
   }
 
   void send_raw(int dst, std::vector<std::byte> bytes) override {
+    send_raw_parts(dst, std::move(bytes), {});
+  }
+
+  void send_raw_parts(int dst, std::vector<std::byte> header_message,
+                      std::vector<std::vector<std::byte>> parts) override {
     TENSAIR_ASSERT(dst >= 0 && dst < world_, "send_raw to a rank outside the job");
     {
       std::lock_guard lock(mu_);
-      Queued q{dst, OutFrame{}, nullptr};
-      q.raw = std::make_shared<std::vector<std::byte>>(std::move(bytes));
+      Queued q{dst, OutFrame{}, nullptr, nullptr};
+      q.raw = std::make_shared<std::vector<std::byte>>(std::move(header_message));
+      if (!parts.empty())
+        q.raw_parts = std::make_shared<std::vector<std::vector<std::byte>>>(std::move(parts));
       queue_.push_back(std::move(q));
     }
     cv_.notify_all();
@@ -310,6 +317,7 @@ class MpiTransport final : public Transport {
     int dst;
     OutFrame frame;
     std::shared_ptr<std::vector<std::byte>> raw;  // send_raw(): bytes sent as they are
+    std::shared_ptr<std::vector<std::vector<std::byte>>> raw_parts;  // send_raw_parts()
   };
 
   // A frame being sent: its requests and the memory they read.
@@ -317,6 +325,7 @@ class MpiTransport final : public Transport {
     int remaining = 0;
     std::shared_ptr<std::byte> header;  // header + meta, or the whole packed frame
     std::shared_ptr<const void> keepalive;
+    std::shared_ptr<const void> keepalive_parts;  // send_raw_parts()
   };
 
   // A frame being received from one source.
@@ -328,6 +337,7 @@ class MpiTransport final : public Transport {
     size_t header_size = 0;
     FrameHeader header;
     std::shared_ptr<std::byte> full;  // header + payload, parts received in place
+    bool discarding = false;  // the header failed validation: its parts are received, dropped
     uint32_t parts_matched = 0;
     size_t parts_end = 0;  // payload offset where the last matched part ends
     std::vector<MPI_Request> part_reqs;
@@ -461,7 +471,7 @@ class MpiTransport final : public Transport {
 
   void post_queued(Queued&& q) {
     if (q.raw) {
-      post_raw(q.dst, std::move(q.raw));
+      post_raw(q.dst, std::move(q.raw), std::move(q.raw_parts));
     } else {
       post(q.dst, std::move(q.frame));
     }
@@ -527,18 +537,23 @@ class MpiTransport final : public Transport {
     }
   }
 
-  void post_raw(int dst, std::shared_ptr<std::vector<std::byte>> bytes) {
-    if (dst == rank_) {
+  void post_raw(int dst, std::shared_ptr<std::vector<std::byte>> bytes,
+                std::shared_ptr<std::vector<std::vector<std::byte>>> parts) {
+    if (dst == rank_) {  // to ourselves: the header message alone
       std::lock_guard lock(mu_);
       loopback_raw_.push_back(std::move(bytes));
       return;
     }
     sent_to_[static_cast<size_t>(dst)]++;
     SendSlot slot;
-    slot.remaining = 1;
+    slot.remaining = 1 + (parts ? static_cast<int>(parts->size()) : 0);
     slot.keepalive = bytes;
+    slot.keepalive_parts = parts;
     uint32_t id = add_slot(std::move(slot));
     isend(bytes->data(), bytes->size(), dst, kFrameTag, id);
+    if (parts) {
+      for (const auto& part : *parts) isend(part.data(), part.size(), dst, kPartTag, id);
+    }
   }
 
   uint32_t add_slot(SendSlot slot) {
@@ -682,9 +697,22 @@ class MpiTransport final : public Transport {
       in.parts_end = in.header.meta_bytes;
       in.state = Incoming::State::kParts;
     } catch (const TransportError& e) {
-      // A frame that announced parts but failed validation leaves its parts unmatched; the
-      // stream from this source cannot be trusted any more, which the error reports.
-      drop(in, e.what());
+      // A frame that announced parts but failed validation: when its header is as the sender
+      // sealed it (magic and checksum hold; the size or layout is what is wrong), its part
+      // messages are received and discarded in their turn, so that the sender's sends complete
+      // and it can reach the shutdown instead of waiting on them forever. A header that does
+      // not even hold its checksum cannot say how many parts follow.
+      const FrameHeader& h = in.header;
+      const bool sealed = in.header_size >= kFrameHeaderBytes && h.magic == kFrameMagic &&
+                          h.crc == header_crc(h);
+      if (sealed && h.parts > 0) {
+        report_error(e.what());
+        in.header_buf.reset();
+        in.discarding = true;
+        in.state = Incoming::State::kParts;
+      } else {
+        drop(in, e.what());
+      }
     }
   }
 
@@ -701,11 +729,15 @@ class MpiTransport final : public Transport {
       TENSAIR_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
       if (!last_heard_.empty()) last_heard_[static_cast<size_t>(src)] = Clock::now();
       size_t at = align_up(in.parts_end);
-      if (at + static_cast<size_t>(count) > in.header.payload_bytes) {
+      if (in.discarding || at + static_cast<size_t>(count) > in.header.payload_bytes) {
         // Receive it somewhere harmless so the message queue stays consistent, then drop.
         std::vector<std::byte> sink(static_cast<size_t>(count));
         TENSAIR_MPI_CHECK(MPI_Mrecv(sink.data(), count, MPI_BYTE, &msg, MPI_STATUS_IGNORE));
         in.parts_matched++;
+        if (in.discarding) {  // already reported; done once its last part is in
+          if (in.parts_matched == in.header.parts) in.state = Incoming::State::kDropped;
+          continue;
+        }
         drop(in, "invalid frame from rank " + std::to_string(src) + ": part of " +
                      std::to_string(count) + " bytes runs past the announced payload of " +
                      std::to_string(in.header.payload_bytes) + " bytes");
@@ -839,7 +871,7 @@ class MpiTransport final : public Transport {
         if (now - last_sent_[static_cast<size_t>(r)] >= heartbeat_every_) {
           OutFrame hb;
           hb.header.kind = kHeartbeatKind;
-          dispatch({r, std::move(hb), nullptr});
+          dispatch({r, std::move(hb), nullptr, nullptr});
           last_sent_[static_cast<size_t>(r)] = now;
         }
       }

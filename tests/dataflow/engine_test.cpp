@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <set>
@@ -312,7 +313,20 @@ struct Corruption {
   std::string name;
   std::function<std::vector<std::byte>()> bytes;
   std::string expect;
+  // Part messages sent after `bytes` as the frame's header message (MPI only; in-process ranks
+  // get the header message alone): a multi-part frame whose header lies.
+  std::vector<size_t> part_sizes = {};
 };
+
+// The header message of a multi-part frame: a sealed 64-byte header, as given.
+std::vector<std::byte> multipart_header(uint32_t parts, size_t meta, uint64_t payload) {
+  runtime::FrameHeader h;
+  h.kind = 1;
+  runtime::seal_header(h, 0, parts, meta, payload);
+  std::vector<std::byte> b(runtime::kFrameHeaderBytes + meta);
+  std::memcpy(b.data(), &h, runtime::kFrameHeaderBytes);
+  return b;
+}
 
 std::vector<std::byte> valid_data_frame() {
   runtime::OutFrame f;
@@ -336,6 +350,12 @@ const std::vector<Corruption>& corruptions() {
          b[runtime::kFrameHeaderBytes] ^= std::byte{0xff};  // the batch's magic, inside a valid frame
          return b;
        }, "invalid batch: bad magic"},
+      // Once wrapped the size check (heap corruption); now one line, and the sender's 1 MiB
+      // part message is received and discarded, so that it does not wait on it forever.
+      {"wrapping_payload", [] { return multipart_header(1, 0, ~uint64_t{0} - 63); },
+       "bytes exceeds the limit of", {size_t{1} << 20}},
+      {"lying_multipart", [] { return multipart_header(2, 100, 50); },
+       "meta_bytes 100 exceeds payload_bytes 50", {size_t{64} << 10, size_t{64} << 10}},
   };
   return all;
 }
@@ -347,7 +367,11 @@ TEST_P(CorruptFrameTest, RejectedWithAnError) {
     std::mutex mu;
     testing::run_ranks(ranks, [&](runtime::Transport& t) {
       const int victim = t.world_size() - 1;
-      if (t.rank() == 0) t.send_raw(victim, c.bytes());
+      if (t.rank() == 0) {
+        std::vector<std::vector<std::byte>> parts;
+        for (size_t n : c.part_sizes) parts.emplace_back(n, std::byte{0x5a});
+        t.send_raw_parts(victim, c.bytes(), std::move(parts));
+      }
       Graph g;
       // A job that would run for a while: the bad frame ends it.
       g.add("source", sequence_source(1000000, 16), Placement::on(0));
@@ -379,7 +403,7 @@ TEST_P(CorruptFrameTest, RejectedWithAnError) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, CorruptFrameTest, ::testing::Range(0, 5),
+INSTANTIATE_TEST_SUITE_P(Kinds, CorruptFrameTest, ::testing::Range(0, static_cast<int>(corruptions().size())),
                          [](const auto& info) { return corruptions()[static_cast<size_t>(info.param)].name; });
 
 // An operator's exception ends the job on every rank, with the operator, instance and rank

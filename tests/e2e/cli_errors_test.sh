@@ -27,6 +27,17 @@ for launch in "" "mpirun --oversubscribe -np 2"; do
   expect_error "${tag}wrong type" 2 '--set source.batch_size: expected an integer, got a string' $launch "$bin" run wc.toml --set source.batch_size=lots
 done
 expect_error "unknown network" 2 '--set model.network: unknown network "mlpp" (known: cifar_cnn, mlp, skipgram' "$bin" validate model.toml --set model.network=mlpp
+# Numbers out of the range the run needs (these once crashed with a LibTorch stack dump, ran
+# with non-finite losses, or never ended) are refused before anything runs.
+expect_error "negative lr" 2 '--set model.lr: must be in (0, inf), got -1' "$bin" run model.toml --set model.lr=-1
+expect_error "infinite lr" 2 '--set model.lr: must be a finite number, got inf' "$bin" validate model.toml --set model.lr=inf
+expect_error "negative momentum" 2 '--set model.momentum: must be in [0, 1), got -5' "$bin" run model.toml --set model.momentum=-5
+expect_error "beta1 above 1" 2 '--set model.beta1: must be in [0, 1), got 2' "$bin" run model.toml --set model.optimizer=adam --set model.beta1=2
+expect_error "negative eps" 2 '--set model.eps: must be in (0, inf), got -1' "$bin" run model.toml --set model.eps=-1
+expect_error "negative weight decay" 2 '--set model.weight_decay: must be in [0, inf), got -1' "$bin" run model.toml --set model.weight_decay=-1
+expect_error "infinite rate" 2 '--set gen.rate: must be a finite number, got inf' "$bin" run model.toml --set gen.rate=inf
+expect_error "nan rate" 2 '--set gen.rate: must be a finite number, got nan' "$bin" validate model.toml --set gen.rate=nan
+expect_error "nan metrics interval" 2 '--set job.metrics_interval: must be a finite number, got nan' "$bin" run model.toml --set job.metrics_interval=nan
 expect_error "missing model file" 2 'gone/m.pt does not exist' "$bin" run model.toml --set model.network=gone/m.pt
 expect_error "unknown command" 2 'unknown command "rnu"' "$bin" rnu wc.toml
 expect_error "missing argument" 2 'job is required' "$bin" run

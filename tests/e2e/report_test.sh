@@ -192,8 +192,21 @@ mkdir -p "$work/cut" && mv "$work/cut.jsonl" "$work/cut/metrics.jsonl"
 "$bin" report "$work/cut" > /dev/null || fail "report of an unfinished run"
 expect_row "$work/cut/report.md" "| status | no end line: the run did not finish |"
 
+# A run killed while writing its last line, and a resumed run after such a line: the cut line
+# is noted and skipped, the report is written.
+mkdir -p "$work/killed" "$work/resumed"
+size=$(stat -c %s "$work/np1/metrics.jsonl")
+head -c $((size - 15)) "$work/np1/metrics.jsonl" > "$work/killed/metrics.jsonl"
+err=$("$bin" report "$work/killed" 2>&1 >/dev/null) || fail "report of a run killed mid-line: $err"
+printf '%s' "$err" | grep -q "a line cut off (a killed run?); skipped" || fail "no note of the cut line: $err"
+{ cat "$work/killed/metrics.jsonl"; echo; head -n 1 "$work/np1/metrics.jsonl"; } > "$work/resumed/metrics.jsonl"
+"$bin" report "$work/resumed" > /dev/null 2>&1 || fail "report of a resumed run after a cut line"
+
 # ---- 3. mistakes ---------------------------------------------------------------------------
-mkdir -p "$work/empty" "$work/bad"
+mkdir -p "$work/empty" "$work/bad" "$work/badnum"
+cp "$work/np1/metrics.jsonl" "$work/badnum/metrics.jsonl"
+sed -i '3i {"t": 0.5, "kind": "model", "rank": 0, "loss": "abc"}' "$work/badnum/metrics.jsonl"
+expect_error "field not a number" 1 "tensair: error: $work/badnum/metrics.jsonl:3: \"loss\" is not a number: \"abc\"" "$bin" report "$work/badnum"
 cp "$work/np1/metrics.jsonl" "$work/bad/metrics.jsonl"
 sed -i '3s/.*/{"t": 0.5, "kind": "model", oops/' "$work/bad/metrics.jsonl"
 expect_error "missing folder" 2 "tensair: error: output folder $work/nope does not exist" "$bin" report "$work/nope"
@@ -210,4 +223,4 @@ set -e
 [ "$rc" -eq 2 ] && [ "$err" = "error: output folder $work/nope does not exist" ] || fail "report.py alone: exit $rc: $err"
 
 [ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
-echo "report: 1- and 2-rank runs, a drift run and 8 mistakes give the expected report.md, plots and errors"
+echo "report: 1- and 2-rank runs, a drift run and 9 mistakes, a killed and a resumed run give the expected report.md, plots and errors"

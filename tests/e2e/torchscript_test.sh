@@ -133,9 +133,15 @@ wait "$pid" || rc=$?
 [ "$rc" -eq 130 ] || { echo "FAIL: the stopped run exited $rc, not 130" >&2; cat "$work/part.log" >&2; exit 1; }
 grep -q '"event":"end".*"status":"stopped"' "$work/long_part/metrics.jsonl" ||
   { echo "FAIL: no end line with status stopped" >&2; tail -3 "$work/long_part/metrics.jsonl" >&2; exit 1; }
+# As if the run had been killed in the middle of a line: the resumed run starts a line of its own.
+printf '{"t": 9.5, "kind": "mod' >> "$work/long_part/metrics.jsonl"
 "$bin" "${long[@]}" --out "$work/long_part" --resume latest >/dev/null 2>&1
-grep -q '"event":"start".*"resumed_from"' "$work/long_part/metrics.jsonl" ||
+grep -qx '{"t": 9.5, "kind": "mod' "$work/long_part/metrics.jsonl" ||
+  { echo "FAIL: the resumed run's first line was appended to the cut line" >&2; exit 1; }
+grep -q '^{.*"event":"start".*"resumed_from"' "$work/long_part/metrics.jsonl" ||
   { echo "FAIL: the second run did not resume" >&2; exit 1; }
+"$bin" report "$work/long_part" >/dev/null 2>&1 ||
+  { echo "FAIL: no report of a job whose metrics have a cut line" >&2; exit 1; }
 $py - "$work/long_straight/model_0.pt" "$work/long_part/model_0.pt" <<'PY'
 import sys, torch
 full, resumed = (list(torch.jit.load(p).parameters()) for p in sys.argv[1:])

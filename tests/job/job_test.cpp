@@ -132,6 +132,33 @@ TEST_F(JobTest, WrongTypesAndRangesNameTheKey) {
   EXPECT_EQ(error(bad), "DIR/job.toml:7: [source] key \"placement\": expected \"all\", a rank, or a list of ranks, got \"rank0\"");
 }
 
+// Output paths: relative ones stay inside --out, and one file has one writer.
+TEST_F(JobTest, OutputPathsStayInsideTheOutputFolderAndHaveOneWriter) {
+  EXPECT_EQ(error(kPipeline, {"sink.path=../../x.csv"}),
+            "--set sink.path: \"../../x.csv\" leaves the output folder; relative output paths are "
+            "inside --out (give an absolute path to write elsewhere)");
+  EXPECT_NE(error(kPipeline, {"sink.path=a/../../x.csv"}).find("leaves the output folder"), std::string::npos);
+  EXPECT_EQ(error(kPipeline, {"sink.path=a/../x.csv"}), "(valid)");
+  EXPECT_EQ(error(kPipeline, {"sink.path=" + (dir_ / "elsewhere.csv").string()}), "(valid)");
+  EXPECT_EQ(error(kPipeline, {"sink.path=metrics.jsonl"}),
+            "--set sink.path: writes DIR/out/metrics.jsonl, as the job's metrics.jsonl does (one "
+            "file, one writer)");
+  std::string two = std::string(kPipeline) +
+                    "\n[sink2]\ntype = \"csv_sink\"\nfrom = \"split\"\npath = \"./words.csv\"\n";
+  EXPECT_EQ(error(two), "DIR/job.toml:25: [sink2] key \"path\": writes DIR/out/words.csv, as [sink] "
+                        "key \"path\" does (one file, one writer)");
+}
+
+TEST_F(JobTest, JobNameIsOnePlainFolderName) {
+  for (const char* bad : {"../../x", "a/b", "..", ""}) {
+    EXPECT_EQ(error(kPipeline, {std::string("job.name=\"") + bad + "\""}),
+              std::string("--set job.name: must be a plain name without '/' (it names the output "
+                          "folder out/<name>), got \"") + bad + "\"")
+        << bad;
+  }
+  EXPECT_EQ(error(kPipeline, {"job.name=\"my run 2\""}), "(valid)");
+}
+
 TEST_F(JobTest, MissingInputFileAndMissingKeys) {
   EXPECT_EQ(error(kPipeline, {"source.path=/no/such/file.txt"}), "input file /no/such/file.txt does not exist");
   EXPECT_EQ(error("[a]\ntype = \"text_source\"\n"), "DIR/job.toml:1: [a] missing key \"path\"");

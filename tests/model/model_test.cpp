@@ -279,6 +279,56 @@ TEST(ModelTest, DeltaMessagesRoundTripDenseSparseAndHalf) {
   EXPECT_THROW(decode_message(batch, {{5, 3}, {10, 2}}), DataError);
 }
 
+// Crafted messages: every field a peer sends is checked before it is used.
+std::string decode_error(const Batch& encoded, const std::string& column, dataflow::Column with,
+                         const std::vector<std::vector<int64_t>>& shapes) {
+  std::vector<dataflow::Column> cols;
+  for (const auto& c : encoded.columns()) cols.push_back(c.name() == column ? with : c);
+  try {
+    decode_message(dataflow::share(Batch(std::move(cols))), shapes);
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+// One row: a scalar (per_record false, v of one value) or a record of v.size() values.
+dataflow::Column int_column(const std::string& name, std::vector<int64_t> v, bool per_record) {
+  std::vector<int64_t> shape;
+  if (per_record) shape.push_back(static_cast<int64_t>(v.size()));
+  dataflow::ColumnBuilder b({name, DType::kInt64, shape});
+  b.append_values(v.data(), v.size());
+  return b.finish();
+}
+
+TEST(ModelTest, CraftedDeltaMessagesAreRefusedWithTheReason) {
+  Message m;
+  m.kind = MessageKind::kDelta;
+  m.steps = 1;
+  m.grads = {torch::randn({3}), torch::sparse_coo_tensor(torch::tensor({{1}}, torch::kLong),
+                                                          torch::randn({1, 2}), {10, 2})};
+  const Batch b = encode_message(m, false);
+  const std::vector<std::vector<int64_t>> shapes = {{3}, {10, 2}};
+  EXPECT_EQ(decode_error(b, "steps", int_column("steps", {1}, false), shapes), "(accepted)");
+  EXPECT_NE(decode_error(b, "steps", int_column("steps", {-1}, false), shapes)
+                .find("negative sender, version, steps or samples"),
+            std::string::npos);
+  EXPECT_EQ(decode_error(b, "kind", int_column("kind", {9}, false), shapes),
+            "model message of unknown kind 9");
+  // Row indices of another type than int64.
+  dataflow::ColumnBuilder f({"s1.idx", DType::kFloat32, {1}});
+  const float one = 1;
+  f.append_values(&one, 1);
+  EXPECT_EQ(decode_error(b, "s1.idx", f.finish(), shapes),
+            "sparse delta for parameter 1: row indices of type float32, expected int64");
+  // A sparse delta for a scalar parameter (no rows to index).
+  EXPECT_EQ(decode_error(b, "s1.idx", int_column("s1.idx", {0}, true), {{3}, {}}),
+            "sparse delta for parameter 1, which has no rows");
+  // An index past the table.
+  EXPECT_EQ(decode_error(b, "s1.idx", int_column("s1.idx", {10}, true), shapes),
+            "sparse delta for parameter 1: row index out of range");
+}
+
 std::string error_of(const RunResult& r) {
   for (const auto& oc : r.outcomes) {
     if (oc.error) return *oc.error;

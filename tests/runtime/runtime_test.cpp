@@ -72,8 +72,32 @@ TEST(FrameTest, ValidationNamesSenderAndCheck) {
   b.push_back(std::byte{0});
   EXPECT_EQ(header_error(b), "invalid frame from rank 0: header says 104 bytes, received 105");
   EXPECT_EQ(header_error(packed(), 0, 100),
-            "invalid frame from rank 0: frame of 104 bytes exceeds the limit of 100 bytes");
+            "invalid frame from rank 0: frame with a payload of 40 bytes exceeds the limit of 100 bytes");
   EXPECT_EQ(header_error(std::vector<std::byte>(3)), "invalid frame from rank 0: 3 bytes is shorter than the 64-byte header");
+}
+
+// A payload near 2^64 once wrapped payload + header below the limit: a 64-byte buffer was
+// allocated and the part message received past it (heap corruption).
+TEST(FrameTest, PayloadSizeNearTwoToTheSixtyFourIsRefusedNotWrapped) {
+  for (uint64_t payload : {~uint64_t{0} - 63, ~uint64_t{0}, (uint64_t{1} << 63) + 1,
+                           uint64_t{1} << 30}) {
+    FrameHeader h;
+    h.kind = 1;
+    seal_header(h, 0, 1, 0, payload);
+    try {
+      validate_header(h, 0, size_t{1} << 30);
+      ADD_FAILURE() << "payload " << payload << " accepted";
+    } catch (const TransportError& e) {
+      EXPECT_EQ(std::string(e.what()), "invalid frame from rank 0: frame with a payload of " +
+                                           std::to_string(payload) +
+                                           " bytes exceeds the limit of 1073741824 bytes");
+    }
+  }
+  FrameHeader ok;
+  ok.kind = 1;
+  seal_header(ok, 0, 1, 0, (size_t{1} << 30) - kFrameHeaderBytes);
+  EXPECT_NO_THROW(validate_header(ok, 0, size_t{1} << 30));
+  EXPECT_THROW(validate_header(ok, 0, kFrameHeaderBytes - 1), TransportError);
 }
 
 TEST(CreditGateTest, BlocksBeyondTheWindowAndLetsAnOversizedMessageThroughAlone) {

@@ -7,6 +7,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
+#include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -21,6 +24,10 @@ struct FileContext {
   std::filesystem::path base_dir;  // its directory: relative input paths start here
   std::filesystem::path out_dir;   // relative output paths start here
   std::set<std::string> overridden;  // "section.key" set with --set (relative to the cwd)
+  // Every output file named so far (resolved path -> who writes it, e.g. `[sink] key "path"`),
+  // shared by the Params of one job file, so that two writers of one file are refused.
+  std::shared_ptr<std::map<std::filesystem::path, std::string>> outputs =
+      std::make_shared<std::map<std::filesystem::path, std::string>>();
 };
 
 class Params {
@@ -34,6 +41,16 @@ class Params {
   int64_t integer(const std::string& key, std::optional<int64_t> def = std::nullopt,
                   int64_t min = INT64_MIN, int64_t max = INT64_MAX) const;
   double number(const std::string& key, std::optional<double> def = std::nullopt) const;
+  // A finite number within `range` (NaN and infinities are refused: TOML has nan and inf), e.g.
+  // number("lr", 0.01, {0, kInf, true}) for lr > 0. The error names the range as [a, b) etc.
+  struct Range {
+    double min;
+    double max;
+    bool min_open = false;  // min itself is not allowed
+    bool max_open = false;  // max itself is not allowed
+  };
+  static constexpr double kInf = std::numeric_limits<double>::infinity();
+  double number(const std::string& key, std::optional<double> def, Range range) const;
   bool boolean(const std::string& key, std::optional<bool> def = std::nullopt) const;
   // An array of strings; a single string is a one-element list.
   std::vector<std::string> strings(const std::string& key,
@@ -42,9 +59,14 @@ class Params {
   // directory when given with --set).
   std::filesystem::path input_path(const std::string& key,
                                    std::optional<std::string> def = std::nullopt) const;
-  // A path to write: ${VAR} expanded, relative to the output directory.
+  // A path in the output folder: ${VAR} expanded, relative to the output directory, which a
+  // relative path may not leave. A file to write (kWrites) is registered, and a second writer of
+  // the same file (or of the engine's metrics.jsonl and dead_letters.jsonl) is refused, naming
+  // both; kReads is for a file another operator writes there (a vocabulary).
+  enum class Output { kWrites, kReads };
   std::filesystem::path output_path(const std::string& key,
-                                    std::optional<std::string> def = std::nullopt) const;
+                                    std::optional<std::string> def = std::nullopt,
+                                    Output use = Output::kWrites) const;
   // A single character (delimiters); "\t" is accepted for tab.
   char character(const std::string& key, char def) const;
 

@@ -55,6 +55,13 @@ class Transport {
   // Test hook: sends `bytes` to `dst_rank` as one frame message, exactly as given (no framing,
   // no checksum), so tests can check that receivers reject what fails validation.
   virtual void send_raw(int dst_rank, std::vector<std::byte> bytes) = 0;
+  // Test hook: `header_message` as a frame's header message and each of `parts` as one of its
+  // part messages, exactly as given, so tests can send a multi-part frame whose header lies.
+  // Transports without part messages (LocalCluster) send the header message alone.
+  virtual void send_raw_parts(int dst_rank, std::vector<std::byte> header_message,
+                              std::vector<std::vector<std::byte>> parts) {
+    send_raw(dst_rank, std::move(header_message));
+  }
 
   // Collective end of communication; see the file comment.
   virtual void shutdown() = 0;
