@@ -207,6 +207,21 @@ void Instance::dead_letter(std::string_view reason, std::string_view record) {
                {"reason", std::string(reason)}, {"record", std::string(record.substr(0, 1024))}};
   impl.add_log_line(LogStream::kDeadLetters,
                     line.dump(-1, ' ', false, json::error_handler_t::replace));
+  const uint64_t dead = c.dead_letters.load();
+  const uint64_t seen = std::max<uint64_t>(c.records_in.load(), c.records_out.load() + dead);
+  const ExecutorOptions& o = impl.opt;
+  const bool over_count = o.max_dead_letters > 0 && dead > o.max_dead_letters;
+  const bool over_fraction = o.max_dead_letter_fraction > 0 && seen >= 100 &&
+                             static_cast<double>(dead) >
+                                 o.max_dead_letter_fraction * static_cast<double>(seen);
+  if (over_count || over_fraction) {
+    const std::string limit =
+        over_count ? "more than max_dead_letters = " + std::to_string(o.max_dead_letters)
+                   : "more than max_dead_letters = " + std::to_string(o.max_dead_letter_fraction) +
+                         " of its " + std::to_string(seen) + " records";
+    throw DataError(std::to_string(dead) + " dead letters, " + limit +
+                    " (the last: " + std::string(reason) + "; see dead_letters.jsonl)");
+  }
 }
 
 void Instance::log_event(const json& event) {

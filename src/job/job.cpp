@@ -262,6 +262,20 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
       jp.number("metrics_interval", 2.0, Params::Range{0, Params::kInf, true});
   job.executor.heartbeat_timeout_s =
       jp.number("heartbeat_timeout", 30.0, Params::Range{0, Params::kInf, true});
+  // A count (integer) or a fraction of an instance's records (a number in (0, 1)).
+  if (const toml::node* n = jp.node("max_dead_letters")) {
+    const auto count = n->value_exact<int64_t>();
+    const auto fraction = n->value_exact<double>();
+    if (count && *count >= 0) {
+      job.executor.max_dead_letters = static_cast<uint64_t>(*count);
+    } else if (fraction && *fraction > 0 && *fraction < 1) {
+      job.executor.max_dead_letter_fraction = *fraction;
+    } else {
+      jp.fail("max_dead_letters",
+              "expected a count (an integer >= 0; 0: no limit) or a fraction of each operator's "
+              "records (a number between 0 and 1), e.g. 1000 or 0.01");
+    }
+  }
   jp.check_all_used();
 
   // [checkpoint]: job-wide checkpoints, on when the table is there (docs/fault-tolerance.md).

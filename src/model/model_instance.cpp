@@ -114,10 +114,10 @@ void ModelInstance::process(int port, const BatchPtr& batch, Context& ctx) {
   ctx_ = &ctx;
   switch (port) {
     case kTrain:
-      on_train(batch);
+      if (BatchPtr b = screen(batch, /*with_label=*/true)) on_train(b);
       break;
     case kPredict:
-      predict(batch, /*with_loss=*/false);
+      if (BatchPtr b = screen(batch, /*with_label=*/false)) predict(b, /*with_loss=*/false);
       break;
     case kEvaluate:
       eval_set_.push_back(batch);
@@ -250,6 +250,65 @@ std::vector<at::Tensor> ModelInstance::input_tensors(const Batch& b) const {
     in.push_back(column_tensor(*c));
   }
   return in;
+}
+
+int64_t ModelInstance::known_classes() const {
+  if (o_.network.kind == "mlp" && !o_.network.layers.empty()) return o_.network.layers.back();
+  if (o_.network.kind == "cifar_cnn") return 10;
+  return 0;
+}
+
+BatchPtr ModelInstance::screen(const BatchPtr& batch, bool with_label) {
+  const int64_t n = batch->rows();
+  if (n == 0) return batch;
+  std::vector<std::string> why(static_cast<size_t>(n));
+  bool any = false;
+  auto mark = [&](const at::Tensor& bad_rows, const std::string& reason_prefix,
+                  const at::Tensor* values) {
+    if (!bad_rows.any().item<bool>()) return;
+    any = true;
+    at::Tensor idx = bad_rows.nonzero().reshape({-1});
+    for (int64_t k = 0; k < idx.size(0); ++k) {
+      const int64_t r = idx[k].item<int64_t>();
+      std::string& w = why[static_cast<size_t>(r)];
+      if (!w.empty()) continue;
+      w = reason_prefix;
+      if (values) w = "label " + std::to_string((*values)[r].item<int64_t>()) + reason_prefix;
+    }
+  };
+  for (const auto& name : o_.inputs) {
+    const Column* c = batch->find(name);
+    if (!c || (c->dtype() != DType::kFloat32 && c->dtype() != DType::kFloat64)) continue;
+    at::Tensor t = column_tensor(*c).reshape({n, -1});
+    mark(at::isfinite(t).all(1).logical_not(), "feature \"" + name + "\" is not finite", nullptr);
+  }
+  const int64_t classes = known_classes();
+  if (with_label && o_.loss == Loss::kCrossEntropy && classes > 0) {
+    if (const Column* c = batch->find(o_.label); c && c->record_elements() == 1 &&
+                                                  c->dtype() != DType::kString) {
+      at::Tensor y = column_tensor(*c).to(at::kLong).reshape({-1});
+      mark(y.lt(0).logical_or(y.ge(classes)),
+           " is outside 0.." + std::to_string(classes - 1) + " (the network has " +
+               std::to_string(classes) + " outputs)",
+           &y);
+    }
+  }
+  if (!any) return batch;
+  const Column* id = batch->find(o_.id);
+  std::vector<int64_t> keep;
+  for (int64_t r = 0; r < n; ++r) {
+    const std::string& w = why[static_cast<size_t>(r)];
+    if (w.empty()) {
+      keep.push_back(r);
+      continue;
+    }
+    std::string record = id && id->dtype() == DType::kInt64
+                             ? o_.id + "=" + std::to_string(id->as_int64(r))
+                             : "row " + std::to_string(r) + " of a batch of " + std::to_string(n);
+    ctx_->dead_letter(w, record);
+  }
+  if (keep.empty()) return nullptr;
+  return dataflow::share(batch->take(keep));
 }
 
 at::Tensor ModelInstance::label_tensor(const Batch& b) const {

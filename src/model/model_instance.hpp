@@ -54,6 +54,12 @@ class ModelInstance final : public dataflow::Operator, private ReplicaLink {
   // Training.
   std::vector<at::Tensor> input_tensors(const dataflow::Batch& b) const;
   at::Tensor label_tensor(const dataflow::Batch& b) const;
+  // The batch without the records a network cannot use, each of which becomes a dead letter:
+  // a feature that is not finite, and (with_label, cross_entropy) a label outside the classes.
+  // Null when no record is left.
+  dataflow::BatchPtr screen(const dataflow::BatchPtr& batch, bool with_label);
+  // The number of classes when the network's kind tells it (mlp, cifar_cnn), else 0.
+  int64_t known_classes() const;
   at::Tensor forward(const std::vector<at::Tensor>& in);
   void on_train(const dataflow::BatchPtr& batch);
   bool gradient(const dataflow::Batch& batch, double& loss, double& acc);

@@ -149,6 +149,19 @@ TEST_F(JobTest, OutputPathsStayInsideTheOutputFolderAndHaveOneWriter) {
                         "key \"path\" does (one file, one writer)");
 }
 
+TEST_F(JobTest, MaxDeadLettersIsACountOrAFraction) {
+  EXPECT_EQ(load(kPipeline, {"job.max_dead_letters=1000"}).executor.max_dead_letters, 1000u);
+  EXPECT_EQ(load(kPipeline, {"job.max_dead_letters=0.01"}).executor.max_dead_letter_fraction, 0.01);
+  const std::string message =
+      ": expected a count (an integer >= 0; 0: no limit) or a fraction of each operator's records "
+      "(a number between 0 and 1), e.g. 1000 or 0.01";
+  for (const char* bad : {"-1", "1.5", "nan", "\"many\""}) {
+    EXPECT_EQ(error(kPipeline, {std::string("job.max_dead_letters=") + bad}),
+              "--set job.max_dead_letters" + message)
+        << bad;
+  }
+}
+
 TEST_F(JobTest, JobNameIsOnePlainFolderName) {
   for (const char* bad : {"../../x", "a/b", "..", ""}) {
     EXPECT_EQ(error(kPipeline, {std::string("job.name=\"") + bad + "\""}),

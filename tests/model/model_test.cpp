@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -334,6 +335,69 @@ std::string error_of(const RunResult& r) {
     if (oc.error) return *oc.error;
   }
   return "no error";
+}
+
+// One bad record (a label outside the classes, a feature that is not finite) is a dead letter:
+// counted, written with its reason, and the rest of its batch trains.
+TEST(ModelTest, BadRecordsBecomeDeadLettersAndTheRestOfTheBatchTrains) {
+  std::vector<Batch> data;
+  for (int i = 0; i < 4; ++i) {
+    torch::manual_seed(100 + i);
+    at::Tensor x = torch::randn({8, 8});
+    at::Tensor y = x.sum(1).gt(0).to(at::kLong);
+    if (i == 1) y[3] = 7;
+    if (i == 2) x[0][5] = std::numeric_limits<float>::quiet_NaN();
+    at::Tensor id = torch::arange(i * 8, i * 8 + 8, torch::kLong);
+    data.push_back(Batch({tensor_column("id", id, {}, 8), tensor_column("x", x, {8}, 8),
+                          tensor_column("y", y, {}, 8)}));
+  }
+  dataflow::Schema schema = {{"id", DType::kInt64, {}},
+                             {"x", DType::kFloat32, {8}},
+                             {"y", DType::kInt64, {}}};
+  TempDir dir;
+  RunResult r = run_model(1, {data}, schema, mlp_options({8, 16, 2}), dir);
+  ASSERT_EQ(error_of(r), "no error");
+  EXPECT_EQ(r.summary[0]["samples"].get<int64_t>(), 30);
+  EXPECT_EQ(r.summary[0]["nonfinite_losses"].get<int64_t>(), 0);
+  std::ifstream in(dir / "dead_letters.jsonl");
+  std::vector<nlohmann::json> dead;
+  for (std::string line; std::getline(in, line);) dead.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(dead.size(), 2u);
+  EXPECT_EQ(dead[0]["reason"], "label 7 is outside 0..1 (the network has 2 outputs)");
+  EXPECT_EQ(dead[0]["record"], "id=11");
+  EXPECT_EQ(dead[0]["operator"], "model");
+  EXPECT_EQ(dead[1]["reason"], "feature \"x\" is not finite");
+  EXPECT_EQ(dead[1]["record"], "id=16");
+}
+
+// A stream with more bad records than the job allows fails, with one line that says so.
+TEST(ModelTest, MoreDeadLettersThanAllowedEndTheJob) {
+  std::vector<Batch> data = batches(3, 4, 8, {8}, 2);
+  for (Batch& b : data) {  // every batch: its first label outside the two classes
+    at::Tensor y = column_tensor(*b.find("y")).clone();
+    y[0] = 5;
+    b = Batch({*b.find("x"), tensor_column("y", y, {}, 8)});
+  }
+  for (bool fraction : {false, true}) {
+    TempDir dir;
+    ModelRun spec;
+    spec.ranks = 1;
+    spec.per_rank = {fraction ? std::vector<Batch>(8, data[0]) : data};  // 1 in 8 bad
+    for (int i = 0; fraction && i < 20; ++i) spec.per_rank[0].push_back(data[0]);
+    spec.schema = xy_schema({8});
+    spec.options = mlp_options({8, 16, 2});
+    if (fraction) {
+      spec.executor.max_dead_letter_fraction = 0.1;  // 1 in 8 is 12.5 %
+    } else {
+      spec.executor.max_dead_letters = 2;
+    }
+    RunResult r = run_model(std::move(spec), dir);
+    const std::string e = error_of(r);
+    EXPECT_NE(e.find(fraction ? "dead letters, more than max_dead_letters = 0.1" :
+                                "3 dead letters, more than max_dead_letters = 2"),
+              std::string::npos) << e;
+    EXPECT_NE(e.find("(the last: label 5 is outside 0..1"), std::string::npos) << e;
+  }
 }
 
 TEST(ModelTest, BadInputsGiveClearErrors) {

@@ -61,6 +61,12 @@ struct ExecutorOptions {
   std::string resume;
   // A peer that sends nothing (not even a heartbeat) for this long is taken as failed.
   double heartbeat_timeout_s = 30;
+  // An operator instance with more dead letters than this ends the job with an error (0: no
+  // limit); or, with max_dead_letter_fraction in (0, 1), with more than that fraction of the
+  // records it has seen (records in, or for a source records out + dead letters; checked from
+  // 100 records on). A stream that is mostly garbage then fails instead of running on.
+  uint64_t max_dead_letters = 0;
+  double max_dead_letter_fraction = 0;
   // Polled by the executor; a non-zero value (the signal number, set by a signal handler)
   // asks for a clean stop of the whole job. Null: no stops.
   const std::atomic<int>* stop_signal = nullptr;
