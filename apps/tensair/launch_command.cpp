@@ -99,10 +99,10 @@ bool is_clean_stop(int code) {
 }  // namespace
 
 void add_launch_options(CLI::App* cmd, LaunchArgs& args) {
-  cmd->add_option("-n,--np", args.np, "ranks to start (default 1)")->check(CLI::PositiveNumber);
+  cmd->add_option("-n,--np", args.np, "ranks to start (default 1)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--restarts", args.restarts,
                   "restarts after a failure, from the latest checkpoint (default 0)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1000000));
   cmd->add_option(
       "--launcher", args.launcher,
       "the command that starts the ranks, \"{np}\" standing for N (default \"mpirun --bind-to none -np {np}\"), "

@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
   int ranks = std::max(1, tensair::runtime::launcher_world_size());
   CLI::App* validate = app.add_subcommand("validate", "check a job file and print its graph");
   tensair::apps::add_job_arguments(validate, validate_args);
-  validate->add_option("--ranks", ranks, "check placement for this many ranks (default 1)")->check(CLI::PositiveNumber);
+  validate->add_option("--ranks", ranks, "check placement for this many ranks (default 1)")
+      ->check(CLI::Range(1, 1 << 20));
 
   app.add_subcommand("operators", "list the operator types job files may use");
 

@@ -39,6 +39,8 @@ expect_error "infinite rate" 2 '--set gen.rate: must be a finite number, got inf
 expect_error "nan rate" 2 '--set gen.rate: must be a finite number, got nan' "$bin" validate model.toml --set gen.rate=nan
 expect_error "nan metrics interval" 2 '--set job.metrics_interval: must be a finite number, got nan' "$bin" run model.toml --set job.metrics_interval=nan
 expect_error "missing model file" 2 'gone/m.pt does not exist' "$bin" run model.toml --set model.network=gone/m.pt
+expect_error "zero ranks" 2 '--ranks: Value 0 not in range 1 to 1048576' "$bin" validate wc.toml --ranks 0
+expect_error "launch on zero ranks" 2 '--np: Value 0 not in range 1 to 1048576' "$bin" launch -n 0 wc.toml
 expect_error "unknown command" 2 'unknown command "rnu"' "$bin" rnu wc.toml
 expect_error "missing argument" 2 'job is required' "$bin" run
 exit $((failures > 0))
