@@ -413,15 +413,15 @@ void Impl::agree_on_resume() {
   restored_folder = paths.at(decision.first);
 }
 
-// Rank 0: every rank's offer is in; the newest checkpoint usable on every rank wins.
 void Impl::instance_restored() {
   if (--restoring != 0) return;
   job_event({{"event", "restored"},
              {"checkpoint", resumed_from},
              {"rank", rank},
-             {"restore_s", std::chrono::duration<double>(Clock::now() - start_time).count()}});
+             {"restore_s", elapsed()}});
 }
 
+// Rank 0: every rank's offer is in; the newest checkpoint usable on every rank wins.
 void Impl::on_restore_offer(int from, const json& offer) {
   std::vector<json> offers;
   {

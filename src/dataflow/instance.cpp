@@ -216,9 +216,9 @@ void Instance::dead_letter(std::string_view reason, std::string_view record) {
                                  o.max_dead_letter_fraction * static_cast<double>(seen);
   if (over_count || over_fraction) {
     const std::string limit =
-        over_count ? "more than max_dead_letters = " + std::to_string(o.max_dead_letters)
-                   : "more than max_dead_letters = " + std::to_string(o.max_dead_letter_fraction) +
-                         " of its " + std::to_string(seen) + " records";
+        over_count ? fmt::format("more than max_dead_letters = {}", o.max_dead_letters)
+                   : fmt::format("more than max_dead_letters = {} of its {} records",
+                                 o.max_dead_letter_fraction, seen);
     throw DataError(std::to_string(dead) + " dead letters, " + limit +
                     " (the last: " + std::string(reason) + "; see dead_letters.jsonl)");
   }

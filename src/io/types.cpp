@@ -161,13 +161,11 @@ std::shared_ptr<const dataflow::OperatorDef> build_skipgram(const Params& p) {
   o.paths = input_paths(p, "path");
   o.min_count = p.integer("min_count", o.min_count, 1);
   o.max_vocab = p.integer("max_vocab", 0, 0);
-  o.sample = p.number("sample", o.sample);
-  if (o.sample < 0) p.fail("sample", "must not be negative (0: no subsampling)");
+  o.sample = p.number("sample", o.sample, Params::Range{0, Params::kInf});  // 0: off
   o.window = p.integer("window", o.window, 1);
   o.negatives = p.integer("negatives", o.negatives, 1);
   o.seed = static_cast<uint64_t>(p.integer("seed", 1));
-  o.holdout_fraction = p.number("holdout_fraction", 0);
-  if (!(o.holdout_fraction >= 0 && o.holdout_fraction < 1)) p.fail("holdout_fraction", "must be in [0, 1)");
+  o.holdout_fraction = p.number("holdout_fraction", 0, Params::Range{0, 1, false, true});
   std::string sentence = p.str("sentence", "line");
   if (sentence == "line") o.sentence_mode = SkipGramOptions::SentenceMode::kLine;
   else if (sentence == "paragraph") o.sentence_mode = SkipGramOptions::SentenceMode::kParagraph;

@@ -285,10 +285,7 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
     Params cp(*ct, "checkpoint", ctx);
     dataflow::CheckpointOptions& ck = job.executor.checkpoint;
     ck.enabled = cp.boolean("enabled", true);
-    ck.every_s = cp.number("every_s", 0.0);
-    if (!(ck.every_s >= 0) || ck.every_s == std::numeric_limits<double>::infinity()) {
-      cp.fail("every_s", "must be a number of seconds >= 0 (0: not by time)");
-    }
+    ck.every_s = cp.number("every_s", 0.0, Params::Range{0, Params::kInf});  // 0: not by time
     ck.every_records = cp.integer("every_records", 0, 0);
     ck.keep = static_cast<int>(cp.integer("keep", 3, 1, 1000000));
     ck.dir = cp.has("dir") ? cp.output_path("dir") : options.out_dir / "checkpoints";

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
+#include <span>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -261,54 +263,52 @@ int64_t ModelInstance::known_classes() const {
 BatchPtr ModelInstance::screen(const BatchPtr& batch, bool with_label) {
   const int64_t n = batch->rows();
   if (n == 0) return batch;
-  std::vector<std::string> why(static_cast<size_t>(n));
-  bool any = false;
-  auto mark = [&](const at::Tensor& bad_rows, const std::string& reason_prefix,
-                  const at::Tensor* values) {
-    if (!bad_rows.any().item<bool>()) return;
-    any = true;
-    at::Tensor idx = bad_rows.nonzero().reshape({-1});
-    for (int64_t k = 0; k < idx.size(0); ++k) {
-      const int64_t r = idx[k].item<int64_t>();
-      std::string& w = why[static_cast<size_t>(r)];
-      if (!w.empty()) continue;
-      w = reason_prefix;
-      if (values) w = "label " + std::to_string((*values)[r].item<int64_t>()) + reason_prefix;
-    }
+  // Each check: a mask of the rows it refuses, and the reason for one such row.
+  struct Check {
+    at::Tensor bad;
+    std::function<std::string(int64_t row)> reason;
   };
+  std::vector<Check> checks;
   for (const auto& name : o_.inputs) {
     const Column* c = batch->find(name);
     if (!c || (c->dtype() != DType::kFloat32 && c->dtype() != DType::kFloat64)) continue;
     at::Tensor t = column_tensor(*c).reshape({n, -1});
-    mark(at::isfinite(t).all(1).logical_not(), "feature \"" + name + "\" is not finite", nullptr);
+    checks.push_back({at::isfinite(t).all(1).logical_not(),
+                      [name](int64_t) { return "feature \"" + name + "\" is not finite"; }});
   }
   const int64_t classes = known_classes();
   if (with_label && o_.loss == Loss::kCrossEntropy && classes > 0) {
-    if (const Column* c = batch->find(o_.label); c && c->record_elements() == 1 &&
-                                                  c->dtype() != DType::kString) {
+    const Column* c = batch->find(o_.label);
+    if (c && c->record_elements() == 1 && c->dtype() != DType::kString) {
       at::Tensor y = column_tensor(*c).to(at::kLong).reshape({-1});
-      mark(y.lt(0).logical_or(y.ge(classes)),
-           " is outside 0.." + std::to_string(classes - 1) + " (the network has " +
-               std::to_string(classes) + " outputs)",
-           &y);
+      checks.push_back({y.lt(0).logical_or(y.ge(classes)), [y, classes](int64_t r) {
+                          return "label " + std::to_string(y[r].item<int64_t>()) +
+                                 " is outside 0.." + std::to_string(classes - 1) +
+                                 " (the network has " + std::to_string(classes) + " outputs)";
+                        }});
     }
   }
-  if (!any) return batch;
+  if (checks.empty()) return batch;
+  at::Tensor bad = checks[0].bad;
+  for (size_t k = 1; k < checks.size(); ++k) bad = bad.logical_or(checks[k].bad);
+  if (!bad.any().item<bool>()) return batch;
+
   const Column* id = batch->find(o_.id);
-  std::vector<int64_t> keep;
-  for (int64_t r = 0; r < n; ++r) {
-    const std::string& w = why[static_cast<size_t>(r)];
-    if (w.empty()) {
-      keep.push_back(r);
-      continue;
-    }
+  at::Tensor bad_rows = bad.nonzero().reshape({-1});
+  for (int64_t k = 0; k < bad_rows.size(0); ++k) {
+    const int64_t r = bad_rows[k].item<int64_t>();
+    const Check& first = *std::find_if(checks.begin(), checks.end(),
+                                       [r](const Check& c) { return c.bad[r].item<bool>(); });
     std::string record = id && id->dtype() == DType::kInt64
                              ? o_.id + "=" + std::to_string(id->as_int64(r))
                              : "row " + std::to_string(r) + " of a batch of " + std::to_string(n);
-    ctx_->dead_letter(w, record);
+    ctx_->dead_letter(first.reason(r), record);
   }
-  if (keep.empty()) return nullptr;
-  return dataflow::share(batch->take(keep));
+  at::Tensor keep = bad.logical_not().nonzero().reshape({-1}).contiguous();
+  if (keep.numel() == 0) return nullptr;
+  const int64_t* rows = keep.data_ptr<int64_t>();
+  return dataflow::share(
+      batch->take(std::span<const int64_t>(rows, static_cast<size_t>(keep.numel()))));
 }
 
 at::Tensor ModelInstance::label_tensor(const Batch& b) const {
