@@ -47,6 +47,7 @@
 #include "tensair/common/error.hpp"
 #include "tensair/common/log.hpp"
 #include "tensair/runtime/transport.hpp"
+#include "frame_assembly.hpp"
 
 namespace tensair::runtime {
 namespace {
@@ -328,19 +329,17 @@ class MpiTransport final : public Transport {
     std::shared_ptr<const void> keepalive_parts;  // send_raw_parts()
   };
 
-  // A frame being received from one source.
+  using State = FrameAssembly::State;
+
+  // A frame being received from one source: the MPI side of a FrameAssembly.
   struct Incoming {
-    enum class State { kHeader, kParts, kComplete, kDropped };
-    State state = State::kHeader;
+    explicit Incoming(FrameAssembly a) : assembly(std::move(a)) {}
     MPI_Request header_req = MPI_REQUEST_NULL;
     std::shared_ptr<std::byte> header_buf;
     size_t header_size = 0;
-    FrameHeader header;
-    std::shared_ptr<std::byte> full;  // header + payload, parts received in place
-    bool discarding = false;  // the header failed validation: its parts are received, dropped
-    uint32_t parts_matched = 0;
-    size_t parts_end = 0;  // payload offset where the last matched part ends
+    FrameAssembly assembly;
     std::vector<MPI_Request> part_reqs;
+    State state() const { return assembly.state(); }
   };
 
   void report_error(const std::string& message) {
@@ -623,7 +622,7 @@ class MpiTransport final : public Transport {
       int count = 0;
       TENSAIR_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
       if (!last_heard_.empty()) last_heard_[static_cast<size_t>(status.MPI_SOURCE)] = Clock::now();
-      Incoming in;
+      Incoming in(FrameAssembly(status.MPI_SOURCE, options_.max_frame_bytes));
       in.header_size = static_cast<size_t>(count);
       in.header_buf = allocate_aligned(in.header_size);
       TENSAIR_MPI_CHECK(
@@ -640,85 +639,42 @@ class MpiTransport final : public Transport {
       if (q.empty()) continue;
       bool parts_blocked = false;  // an earlier frame still waits for part messages
       for (Incoming& in : q) {
-        if (in.state == Incoming::State::kHeader) {
+        if (in.state() == State::kHeader) {
           int done = 0;
           TENSAIR_MPI_CHECK(MPI_Test(&in.header_req, &done, MPI_STATUS_IGNORE));
           if (!done) continue;
           work = true;
-          on_header(src, in);
+          in.assembly.on_header(std::move(in.header_buf), in.header_size,
+                                [this](size_t n) { return recv_cache_->allocate(n); });
+          report_assembly_error(in);
         }
-        if (in.state == Incoming::State::kParts) {
+        if (in.state() == State::kParts) {
           if (!parts_blocked) work |= match_parts(src, in);
-          if (in.parts_matched < in.header.parts) parts_blocked = true;
-          work |= test_parts(src, in);
+          if (in.assembly.wants_part()) parts_blocked = true;
+          work |= test_parts(in);
         }
       }
-      while (!q.empty() && (q.front().state == Incoming::State::kComplete ||
-                            q.front().state == Incoming::State::kDropped)) {
+      while (!q.empty() &&
+             (q.front().state() == State::kComplete || q.front().state() == State::kDropped)) {
         Incoming in = std::move(q.front());
         q.pop_front();
         delivered_from_[static_cast<size_t>(src)]++;
         work = true;
-        if (in.state == Incoming::State::kComplete) deliver(src, std::move(in));
+        if (in.state() == State::kComplete) deliver(in.assembly.take_frame());
       }
     }
     return work;
   }
 
-  void drop(Incoming& in, const std::string& why) {
-    in.state = Incoming::State::kDropped;
-    report_error(why);
+  void report_assembly_error(Incoming& in) {
+    if (auto error = in.assembly.take_error()) report_error(*error);
   }
 
-  void on_header(int src, Incoming& in) {
-    try {
-      if (in.header_size < kFrameHeaderBytes) {
-        throw TransportError("invalid frame from rank " + std::to_string(src) + ": " +
-                             std::to_string(in.header_size) +
-                             " bytes is shorter than the 64-byte header");
-      }
-      std::memcpy(&in.header, in.header_buf.get(), kFrameHeaderBytes);
-      validate_header(in.header, src, options_.max_frame_bytes);
-      if (in.header.parts == 0) {
-        read_packed_header(in.header_buf.get(), in.header_size, src, options_.max_frame_bytes);
-        in.full = std::move(in.header_buf);
-        in.state = Incoming::State::kComplete;
-        return;
-      }
-      if (in.header_size != kFrameHeaderBytes + in.header.meta_bytes) {
-        throw TransportError("invalid frame from rank " + std::to_string(src) +
-                             ": header message of " + std::to_string(in.header_size) +
-                             " bytes, header says " +
-                             std::to_string(kFrameHeaderBytes + in.header.meta_bytes));
-      }
-      in.full = recv_cache_->allocate(kFrameHeaderBytes + in.header.payload_bytes);
-      std::memcpy(in.full.get(), in.header_buf.get(), in.header_size);
-      in.header_buf.reset();
-      in.parts_end = in.header.meta_bytes;
-      in.state = Incoming::State::kParts;
-    } catch (const TransportError& e) {
-      // A frame that announced parts but failed validation: when its header is as the sender
-      // sealed it (magic and checksum hold; the size or layout is what is wrong), its part
-      // messages are received and discarded in their turn, so that the sender's sends complete
-      // and it can reach the shutdown instead of waiting on them forever. A header that does
-      // not even hold its checksum cannot say how many parts follow.
-      const FrameHeader& h = in.header;
-      const bool sealed = in.header_size >= kFrameHeaderBytes && h.magic == kFrameMagic &&
-                          h.crc == header_crc(h);
-      if (sealed && h.parts > 0) {
-        report_error(e.what());
-        in.header_buf.reset();
-        in.discarding = true;
-        in.state = Incoming::State::kParts;
-      } else {
-        drop(in, e.what());
-      }
-    }
-  }
-
+  // Matches the part messages of `in` that have arrived, in order, receiving each where the
+  // assembly places it (or into scratch memory when it says to discard it).
   bool match_parts(int src, Incoming& in) {
     bool work = false;
-    while (in.parts_matched < in.header.parts) {
+    while (in.assembly.wants_part()) {
       int flag = 0;
       MPI_Message msg;
       MPI_Status status;
@@ -728,53 +684,34 @@ class MpiTransport final : public Transport {
       int count = 0;
       TENSAIR_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
       if (!last_heard_.empty()) last_heard_[static_cast<size_t>(src)] = Clock::now();
-      size_t at = align_up(in.parts_end);
-      if (in.discarding || at + static_cast<size_t>(count) > in.header.payload_bytes) {
-        // Receive it somewhere harmless so the message queue stays consistent, then drop.
+      std::byte* at = in.assembly.place_part(static_cast<size_t>(count));
+      report_assembly_error(in);
+      if (!at) {
         std::vector<std::byte> sink(static_cast<size_t>(count));
         TENSAIR_MPI_CHECK(MPI_Mrecv(sink.data(), count, MPI_BYTE, &msg, MPI_STATUS_IGNORE));
-        in.parts_matched++;
-        if (in.discarding) {  // already reported; done once its last part is in
-          if (in.parts_matched == in.header.parts) in.state = Incoming::State::kDropped;
-          continue;
-        }
-        drop(in, "invalid frame from rank " + std::to_string(src) + ": part of " +
-                     std::to_string(count) + " bytes runs past the announced payload of " +
-                     std::to_string(in.header.payload_bytes) + " bytes");
         continue;
       }
       MPI_Request req;
-      TENSAIR_MPI_CHECK(MPI_Imrecv(in.full.get() + kFrameHeaderBytes + at, count, MPI_BYTE, &msg,
-                                   &req));
+      TENSAIR_MPI_CHECK(MPI_Imrecv(at, count, MPI_BYTE, &msg, &req));
       in.part_reqs.push_back(req);
-      in.parts_end = at + static_cast<size_t>(count);
-      in.parts_matched++;
     }
     return work;
   }
 
-  bool test_parts(int src, Incoming& in) {
-    if (in.parts_matched < in.header.parts || in.state != Incoming::State::kParts) return false;
+  // Once every part is matched and every receive into the frame has completed (a dropped
+  // frame's buffer is released only then), lets the assembly decide.
+  bool test_parts(Incoming& in) {
+    if (in.assembly.wants_part()) return false;
     int done = 0;
     TENSAIR_MPI_CHECK(MPI_Testall(static_cast<int>(in.part_reqs.size()), in.part_reqs.data(),
                                   &done, MPI_STATUSES_IGNORE));
     if (!done) return false;
-    if (in.parts_end != in.header.payload_bytes) {
-      drop(in, "invalid frame from rank " + std::to_string(src) + ": parts end at byte " +
-                   std::to_string(in.parts_end) + ", header announced " +
-                   std::to_string(in.header.payload_bytes));
-      return true;
-    }
-    in.state = Incoming::State::kComplete;
+    in.assembly.on_parts_received();
+    report_assembly_error(in);
     return true;
   }
 
-  void deliver(int src, Incoming&& in) {
-    InFrame frame;
-    frame.header = in.header;
-    frame.buffer = std::move(in.full);
-    frame.size = kFrameHeaderBytes + in.header.payload_bytes;
-    frame.src_rank = src;
+  void deliver(InFrame&& frame) {
     frames_received_.fetch_add(1, std::memory_order_relaxed);
     bytes_received_.fetch_add(frame.size, std::memory_order_relaxed);
     handle(std::move(frame));

@@ -316,6 +316,8 @@ struct Corruption {
   // Part messages sent after `bytes` as the frame's header message (MPI only; in-process ranks
   // get the header message alone): a multi-part frame whose header lies.
   std::vector<size_t> part_sizes = {};
+  // The fault lies in the parts: only MPI ranks other than the receiver can send them.
+  bool mpi_only = false;
 };
 
 // The header message of a multi-part frame: a sealed 64-byte header, as given.
@@ -356,12 +358,21 @@ const std::vector<Corruption>& corruptions() {
        "bytes exceeds the limit of", {size_t{1} << 20}},
       {"lying_multipart", [] { return multipart_header(2, 100, 50); },
        "meta_bytes 100 exceeds payload_bytes 50", {size_t{64} << 10, size_t{64} << 10}},
+      // A part larger than the payload announced: discarded, never received into the frame's
+      // buffer, and the frame's later parts are discarded with it (not taken for the next one's).
+      {"part_past_payload", [] { return multipart_header(2, 0, 128); },
+       "runs past the announced payload of 128 bytes", {size_t{1} << 20, 64}, true},
+      {"parts_short_of_payload", [] { return multipart_header(1, 0, 4096); },
+       "parts end at byte 100, header announced 4096", {100}, true},
   };
   return all;
 }
 
 TEST_P(CorruptFrameTest, RejectedWithAnError) {
   const Corruption& c = corruptions()[static_cast<size_t>(GetParam())];
+  if (c.mpi_only && (!testing::under_mpi() || testing::rank_counts().front() < 2)) {
+    GTEST_SKIP() << "needs part messages between two MPI ranks";
+  }
   for (int ranks : testing::rank_counts()) {
     std::vector<testing::RankOutcome> outcomes;
     std::mutex mu;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "runtime/credit_gate.hpp"
+#include "runtime/frame_assembly.hpp"
 #include "tensair/runtime/transport.hpp"
 
 namespace tensair::runtime {
@@ -98,6 +99,122 @@ TEST(FrameTest, PayloadSizeNearTwoToTheSixtyFourIsRefusedNotWrapped) {
   seal_header(ok, 0, 1, 0, (size_t{1} << 30) - kFrameHeaderBytes);
   EXPECT_NO_THROW(validate_header(ok, 0, size_t{1} << 30));
   EXPECT_THROW(validate_header(ok, 0, kFrameHeaderBytes - 1), TransportError);
+}
+
+// FrameAssembly: a multi-part frame put together from its messages, byte for byte.
+struct Assembled {
+  FrameAssembly::State state;
+  std::vector<std::string> errors;
+  std::vector<bool> placed;  // per part: received into the frame (true) or discarded
+  InFrame frame;
+};
+
+std::shared_ptr<std::byte> copy_of(const std::vector<std::byte>& b) {
+  auto p = allocate_aligned(b.size());
+  if (!b.empty()) std::memcpy(p.get(), b.data(), b.size());
+  return p;
+}
+
+Assembled assemble(const std::vector<std::byte>& header_message,
+                   const std::vector<std::vector<std::byte>>& parts, size_t max = 1 << 20) {
+  Assembled out;
+  FrameAssembly a(0, max);
+  auto note = [&] {
+    if (auto e = a.take_error()) out.errors.push_back(*e);
+  };
+  a.on_header(copy_of(header_message), header_message.size(), allocate_aligned);
+  note();
+  for (const auto& p : parts) {
+    if (!a.wants_part()) break;
+    std::byte* at = a.place_part(p.size());
+    note();
+    out.placed.push_back(at != nullptr);
+    if (at && !p.empty()) std::memcpy(at, p.data(), p.size());
+  }
+  a.on_parts_received();
+  note();
+  out.state = a.state();
+  if (out.state == FrameAssembly::State::kComplete) out.frame = a.take_frame();
+  return out;
+}
+
+// The header message of a frame sent in parts: header + meta, as pack_frame lays it out.
+std::vector<std::byte> header_message(const OutFrame& f) {
+  FrameHeader h = f.header;
+  seal_header(h, 0, static_cast<uint32_t>(f.parts.size()), f.meta.size(), f.payload_bytes());
+  std::vector<std::byte> b(kFrameHeaderBytes + f.meta.size());
+  std::memcpy(b.data(), &h, kFrameHeaderBytes);
+  if (!f.meta.empty()) std::memcpy(b.data() + kFrameHeaderBytes, f.meta.data(), f.meta.size());
+  return b;
+}
+
+TEST(FrameAssemblyTest, PartsLandWherePackFrameWouldPutThem) {
+  std::vector<std::byte> a(100, std::byte{1}), b(3, std::byte{2});
+  OutFrame f = frame_with(std::vector<std::byte>(10, std::byte{9}), {&a, &b});
+  Assembled got = assemble(header_message(f), {a, b});
+  ASSERT_EQ(got.state, FrameAssembly::State::kComplete) << ::testing::PrintToString(got.errors);
+  EXPECT_TRUE(got.errors.empty());
+  InFrame want = pack_frame(f, 0);
+  ASSERT_EQ(got.frame.size, want.size);
+  for (size_t off : part_offsets(10, {100, 3})) {
+    EXPECT_EQ(got.frame.payload()[off], want.payload()[off]) << off;
+  }
+  EXPECT_EQ(std::memcmp(got.frame.payload(), want.payload(), 10), 0);
+  EXPECT_EQ(got.frame.header.seq, 99u);
+}
+
+TEST(FrameAssemblyTest, PackedFrameIsCompleteAtOnce) {
+  Assembled got = assemble(packed(), {});
+  EXPECT_EQ(got.state, FrameAssembly::State::kComplete);
+  EXPECT_EQ(got.frame.size, packed().size());
+}
+
+TEST(FrameAssemblyTest, RejectedFramesConsumeEveryAnnouncedPartAndReportOnce) {
+  auto sealed = [](uint32_t parts, size_t meta, uint64_t payload) {
+    FrameHeader h;
+    seal_header(h, 0, parts, meta, payload);
+    std::vector<std::byte> b(kFrameHeaderBytes + meta);
+    std::memcpy(b.data(), &h, kFrameHeaderBytes);
+    return b;
+  };
+  const std::vector<std::byte> big(4096), small(64);
+  struct Case {
+    std::vector<std::byte> header;
+    std::vector<std::vector<std::byte>> parts;
+    std::vector<bool> placed;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {sealed(2, 0, 128), {big, small}, {false, false},
+       "invalid frame from rank 0: part of 4096 bytes runs past the announced payload of 128 "
+       "bytes"},
+      {sealed(2, 0, 128), {small, big}, {true, false},
+       "invalid frame from rank 0: part of 4096 bytes runs past the announced payload of 128 "
+       "bytes"},
+      {sealed(1, 0, 4096), {small}, {true},
+       "invalid frame from rank 0: parts end at byte 64, header announced 4096"},
+      {sealed(3, 100, 50), {small, small, small}, {false, false, false},
+       "invalid frame from rank 0: meta_bytes 100 exceeds payload_bytes 50"},
+      {sealed(1, 0, ~uint64_t{0} - 63), {small}, {false},
+       "invalid frame from rank 0: frame with a payload of 18446744073709551552 bytes exceeds "
+       "the limit of 1048576 bytes"},
+      // A header message longer than header + meta.
+      {[&] { auto b = sealed(1, 0, 64); b.resize(80); return b; }(), {small}, {false},
+       "invalid frame from rank 0: header message of 80 bytes, header says 64"},
+  };
+  for (const Case& c : cases) {
+    Assembled got = assemble(c.header, c.parts);
+    EXPECT_EQ(got.state, FrameAssembly::State::kDropped) << c.error;
+    EXPECT_EQ(got.placed, c.placed) << c.error;
+    EXPECT_EQ(got.errors, std::vector<std::string>{c.error});
+  }
+  // A header that fails its checksum cannot say how many parts follow: dropped at once.
+  auto b = sealed(2, 0, 128);
+  b[30] ^= std::byte{1};
+  Assembled got = assemble(b, {small, small});
+  EXPECT_EQ(got.state, FrameAssembly::State::kDropped);
+  EXPECT_TRUE(got.placed.empty());
+  EXPECT_EQ(got.errors, std::vector<std::string>{"invalid frame from rank 0: header checksum mismatch"});
 }
 
 TEST(CreditGateTest, BlocksBeyondTheWindowAndLetsAnOversizedMessageThroughAlone) {
