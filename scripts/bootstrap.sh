@@ -16,6 +16,8 @@ packages=(
   zlib1g-dev liblzma-dev xz-utils gzip
   python3-matplotlib
 )
+# Extra packages a caller needs (scripts/fuzz.sh: clang libclang-rt-14-dev).
+packages+=("$@")
 
 missing=()
 for p in "${packages[@]}"; do

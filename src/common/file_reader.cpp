@@ -223,6 +223,7 @@ void FileReader::open() {
   buf_.clear();
   buf_pos_ = 0;
   position_ = 0;
+  lines_ = 0;
 }
 
 void FileReader::rewind() { open(); }
@@ -238,6 +239,7 @@ void FileReader::seek(uint64_t position) {
     buf_.clear();
     buf_pos_ = 0;
     position_ = position;
+    lines_ = position == 0 ? 0 : -1;
     return;
   }
   // No random access in a compressed stream: decompress from the start and discard.
@@ -253,6 +255,7 @@ void FileReader::seek(uint64_t position) {
     buf_pos_ += k;
     position_ += k;
   }
+  lines_ = position == 0 ? 0 : -1;
 }
 
 bool FileReader::fill() {
@@ -284,21 +287,37 @@ size_t FileReader::read_full(void* out, size_t n) {
 
 bool FileReader::read_line(std::string& line) {
   line.clear();
+  const uint64_t start = position_;
+  // Checked before appending, so that the line never holds more than max_line_ (+ a '\r').
+  auto check = [&](size_t more) {
+    if (line.size() + more <= max_line_ + 1) return;  // + 1: a '\r' that is not kept
+    const std::string which = lines_ >= 0 ? "line " + std::to_string(lines_ + 1)
+                                          : "the line at byte " + std::to_string(start);
+    throw IoError(path_.string() + ": " + which + " is longer than " + std::to_string(max_line_) +
+                  " bytes (is it a text file?)");
+  };
   for (;;) {
     size_t nl = buf_.find('\n', buf_pos_);
     if (nl != std::string::npos) {
+      check(nl - buf_pos_);
       line.append(buf_, buf_pos_, nl - buf_pos_);
       position_ += nl + 1 - buf_pos_;
       buf_pos_ = nl + 1;
       if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.size() > max_line_) check(2);
+      if (lines_ >= 0) lines_++;
       return true;
     }
+    check(buf_.size() - buf_pos_);
     line.append(buf_, buf_pos_, std::string::npos);
     position_ += buf_.size() - buf_pos_;
     buf_pos_ = buf_.size();
     if (!fill()) {
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      return !line.empty();
+      if (line.size() > max_line_) check(2);
+      if (line.empty()) return false;
+      if (lines_ >= 0) lines_++;
+      return true;
     }
   }
 }

@@ -48,6 +48,12 @@ CheckpointManifest CheckpointManifest::from_json(const json& j) {
     for (const auto& f : j.at("files")) {
       m.files.push_back({f.at("name").get<std::string>(), f.at("rank").get<int>(),
                          f.at("bytes").get<uint64_t>(), f.at("crc32").get<uint32_t>()});
+      // A manifest lists files of its own folder; any other name (a path elsewhere, /dev/zero)
+      // is not a manifest TensAIR wrote.
+      const std::string& name = m.files.back().name;
+      if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
+        throw DataError("manifest lists \"" + name + "\", which is not a file of its folder");
+      }
     }
   } catch (const json::exception& e) {
     throw DataError(std::string("not a checkpoint manifest (") + e.what() + ")");
@@ -141,6 +147,14 @@ uint32_t checksum(std::string_view data) {
 
 std::string verify_checkpoint_file(const fs::path& folder, const CheckpointFileEntry& file) {
   const fs::path p = folder / file.name;
+  std::error_code ec;
+  if (!fs::is_regular_file(p, ec)) return file.name + " is missing";
+  // The size first: a file of another size is not read (it may be huge).
+  const uintmax_t size = fs::file_size(p, ec);
+  if (!ec && size != file.bytes) {
+    return file.name + " has " + std::to_string(size) + " bytes, the manifest says " +
+           std::to_string(file.bytes);
+  }
   std::ifstream in(p, std::ios::binary);
   if (!in) return file.name + " is missing";
   std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

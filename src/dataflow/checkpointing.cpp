@@ -3,8 +3,7 @@
 // on rank 0, completing checkpoints with their manifest. Also the start of a resumed job:
 // agreeing with the other ranks on one checkpoint and loading this rank's file.
 //
-// Rank file: "TNSRCKPT", u32 format, u32 rank, u32 world, u64 checkpoint id, u32 entries, and
-// per local instance: i32 global instance id, u8 finished, bytes (encode_instance_entry).
+// The rank file's format is its own unit (dataflow/rank_file.hpp).
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +12,7 @@
 #include <fstream>
 
 #include "dataflow/executor_impl.hpp"
+#include "dataflow/rank_file.hpp"
 #include "tensair/common/log.hpp"
 
 namespace tensair::dataflow::detail {
@@ -20,11 +20,6 @@ namespace tensair::dataflow::detail {
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr char kRankFileMagic[8] = {'T', 'N', 'S', 'R', 'C', 'K', 'P', 'T'};
-constexpr uint32_t kRankFileFormat = 1;
-
-std::string rank_file_name(int rank) { return "rank-" + std::to_string(rank) + ".state"; }
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -97,19 +92,11 @@ void Impl::report_finished_everywhere_locked(Instance& in) {
 void Impl::maybe_write_locked(uint64_t id) {
   auto it = rank_ckpts.find(id);
   if (it == rank_ckpts.end() || it->second.reports.size() < local.size()) return;
-  StateWriter w;
-  std::string data(kRankFileMagic, sizeof kRankFileMagic);
-  w.put<uint32_t>(kRankFileFormat);
-  w.put<uint32_t>(static_cast<uint32_t>(rank));
-  w.put<uint32_t>(static_cast<uint32_t>(world));
-  w.put<uint64_t>(id);
-  w.put<uint32_t>(static_cast<uint32_t>(local.size()));
+  std::vector<std::pair<int32_t, const std::string*>> entries;
   for (auto& [gid, entry] : it->second.reports) {
-    w.put<int32_t>(gid);
-    w.put<uint8_t>(entry ? 0 : 1);
-    w.put_string(entry ? *entry : std::string());
+    entries.emplace_back(gid, entry ? &*entry : nullptr);
   }
-  data += w.take();
+  std::string data = encode_rank_file(rank, world, id, entries);
   std::vector<int> fds = std::move(it->second.fds);
   rank_ckpts.erase(it);
   rank_written = std::max(rank_written, id);
@@ -491,35 +478,22 @@ void Impl::load_rank_file(uint64_t id) {
   if (!in) throw IoError("cannot read " + path.string());
   std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const std::string what = "checkpoint " + path.string();
-  if (data.size() < sizeof kRankFileMagic ||
-      std::memcmp(data.data(), kRankFileMagic, sizeof kRankFileMagic) != 0) {
-    throw DataError(what + " is not a TensAIR rank file");
-  }
-  StateReader r(std::string_view(data).substr(sizeof kRankFileMagic), what);
-  if (r.get<uint32_t>() != kRankFileFormat) r.fail("is of another format version");
-  if (r.get<uint32_t>() != static_cast<uint32_t>(rank)) r.fail("belongs to another rank");
-  if (r.get<uint32_t>() != static_cast<uint32_t>(world))
-    r.fail("was written by a job of another size");
-  if (r.get<uint64_t>() != id) r.fail("belongs to another checkpoint");
-  const uint32_t n = r.get<uint32_t>();
-  for (uint32_t i = 0; i < n; ++i) {
-    const int gid = r.get<int32_t>();
-    const bool finished = r.get<uint8_t>() != 0;
-    std::string_view entry = r.get_bytes();
+  for (const RankFileEntry& e : parse_rank_file(data, what, rank, world, id)) {
+    const int gid = e.instance;
     if (gid < 0 || static_cast<size_t>(gid) >= local_by_global.size() ||
         !local_by_global[static_cast<size_t>(gid)]) {
-      r.fail("has state for instance " + std::to_string(gid) + ", which does not run on this rank");
+      throw DataError(what + ": has state for instance " + std::to_string(gid) +
+                      ", which does not run on this rank");
     }
     RestoredInstance ri;
-    if (finished) {
+    if (e.finished) {
       ri.finished = true;
     } else {
       ri = decode_instance_entry(
-          entry, what + ", " + local_by_global[static_cast<size_t>(gid)]->context());
+          e.state, what + ", " + local_by_global[static_cast<size_t>(gid)]->context());
     }
     restored[gid] = std::move(ri);
   }
-  r.expect_end();
   for (const auto& in : local) {
     if (!restored.count(in->id)) throw DataError(what + " has no state for " + in->context());
   }

@@ -1,7 +1,9 @@
 #include "tensair/dataflow/graph.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <functional>
+#include <queue>
 #include <set>
 #include <sstream>
 
@@ -44,6 +46,7 @@ int Graph::add(std::string name, std::shared_ptr<const OperatorDef> def, Placeme
   TENSAIR_ASSERT(def != nullptr, "operator without definition");
   OperatorNode node{name, def, std::move(placement), def->inputs(), def->outputs()};
   operators_.push_back(std::move(node));
+  index_.emplace(name, static_cast<int>(operators_.size()) - 1);
   for (const auto& [out, in] : def->peer_edges()) {
     connect(name + "." + out, name + "." + in, Routing::broadcast(/*include_self=*/false));
   }
@@ -51,10 +54,8 @@ int Graph::add(std::string name, std::shared_ptr<const OperatorDef> def, Placeme
 }
 
 int Graph::find(std::string_view name) const {
-  for (size_t i = 0; i < operators_.size(); ++i) {
-    if (operators_[i].name == name) return static_cast<int>(i);
-  }
-  return -1;
+  auto it = index_.find(name);
+  return it == index_.end() ? -1 : it->second;
 }
 
 std::string Graph::output_name(int op, int port) const {
@@ -112,48 +113,66 @@ void Graph::connect(std::string_view from, std::string_view to, Routing routing,
 }
 
 std::vector<int> Graph::cycle_components() const {
-  // Tarjan's algorithm over operators.
-  const int n = static_cast<int>(operators_.size());
-  std::vector<std::vector<int>> adj(static_cast<size_t>(n));
-  std::vector<bool> self_loop(static_cast<size_t>(n), false);
+  // Tarjan's algorithm over operators, with an explicit stack: a chain of a million operators
+  // must not recurse a million deep.
+  const size_t n = operators_.size();
+  std::vector<std::vector<int>> adj(n);
+  std::vector<bool> self_loop(n, false);
   for (const Edge& e : edges_) {
     adj[static_cast<size_t>(e.from_op)].push_back(e.to_op);
     if (e.from_op == e.to_op) self_loop[static_cast<size_t>(e.from_op)] = true;
   }
-  std::vector<int> index(static_cast<size_t>(n), -1), low(static_cast<size_t>(n), 0);
-  std::vector<int> comp(static_cast<size_t>(n), -1);
-  std::vector<bool> on_stack(static_cast<size_t>(n), false);
+  std::vector<int> index(n, -1), low(n, 0), comp(n, -1);
+  std::vector<bool> on_stack(n, false);
   std::vector<int> stack;
+  struct Frame {
+    int v;
+    size_t next;  // the next of adj[v] to look at
+  };
+  std::vector<Frame> calls;
   int counter = 0, components = 0;
-  std::function<void(int)> visit = [&](int v) {
+  auto enter = [&](int v) {
     index[static_cast<size_t>(v)] = low[static_cast<size_t>(v)] = counter++;
     stack.push_back(v);
     on_stack[static_cast<size_t>(v)] = true;
-    for (int w : adj[static_cast<size_t>(v)]) {
-      if (index[static_cast<size_t>(w)] < 0) {
-        visit(w);
-        low[static_cast<size_t>(v)] = std::min(low[static_cast<size_t>(v)], low[static_cast<size_t>(w)]);
-      } else if (on_stack[static_cast<size_t>(w)]) {
-        low[static_cast<size_t>(v)] = std::min(low[static_cast<size_t>(v)], index[static_cast<size_t>(w)]);
-      }
-    }
-    if (low[static_cast<size_t>(v)] == index[static_cast<size_t>(v)]) {
-      std::vector<int> members;
-      int w;
-      do {
-        w = stack.back();
-        stack.pop_back();
-        on_stack[static_cast<size_t>(w)] = false;
-        members.push_back(w);
-      } while (w != v);
-      if (members.size() > 1 || self_loop[static_cast<size_t>(v)]) {
-        for (int m : members) comp[static_cast<size_t>(m)] = components;
-        components++;
-      }
-    }
+    calls.push_back({v, 0});
   };
-  for (int v = 0; v < n; ++v) {
-    if (index[static_cast<size_t>(v)] < 0) visit(v);
+  for (size_t root = 0; root < n; ++root) {
+    if (index[root] >= 0) continue;
+    enter(static_cast<int>(root));
+    while (!calls.empty()) {
+      const int v = calls.back().v;
+      const auto uv = static_cast<size_t>(v);
+      if (calls.back().next < adj[uv].size()) {
+        const int w = adj[uv][calls.back().next++];
+        const auto uw = static_cast<size_t>(w);
+        if (index[uw] < 0) {
+          enter(w);
+        } else if (on_stack[uw]) {
+          low[uv] = std::min(low[uv], index[uw]);
+        }
+        continue;
+      }
+      if (low[uv] == index[uv]) {
+        std::vector<int> members;
+        int w;
+        do {
+          w = stack.back();
+          stack.pop_back();
+          on_stack[static_cast<size_t>(w)] = false;
+          members.push_back(w);
+        } while (w != v);
+        if (members.size() > 1 || self_loop[uv]) {
+          for (int m : members) comp[static_cast<size_t>(m)] = components;
+          components++;
+        }
+      }
+      calls.pop_back();
+      if (!calls.empty()) {
+        const auto parent = static_cast<size_t>(calls.back().v);
+        low[parent] = std::min(low[parent], low[uv]);
+      }
+    }
   }
   return comp;
 }
@@ -192,28 +211,45 @@ std::vector<std::vector<std::optional<Schema>>> Graph::infer_schemas() const {
   const size_t n = operators_.size();
   std::vector<std::vector<std::optional<Schema>>> out(n);
   std::vector<bool> done(n, false);
+  // Per operator: the edges into it (in edge order) and out of it, and how many edges from
+  // other operators not yet inferred still come in (an operator is ready at 0).
+  std::vector<std::vector<size_t>> in_edges(n), out_edges(n);
+  std::vector<size_t> waiting(n, 0);
+  for (size_t k = 0; k < edges_.size(); ++k) {
+    const Edge& e = edges_[k];
+    in_edges[static_cast<size_t>(e.to_op)].push_back(k);
+    out_edges[static_cast<size_t>(e.from_op)].push_back(k);
+    if (e.from_op != e.to_op) waiting[static_cast<size_t>(e.to_op)]++;
+  }
   // Inputs of op i: the schema arriving at each input port, from the first edge whose source
-  // has been inferred. Iterate to a fixed point (cycles use declared schemas).
+  // has been inferred (cycles use declared schemas).
   auto inputs_of = [&](size_t i) {
     std::vector<std::optional<Schema>> in(operators_[i].inputs.size());
-    for (const Edge& e : edges_) {
-      if (static_cast<size_t>(e.to_op) != i || !done[static_cast<size_t>(e.from_op)]) continue;
+    for (size_t k : in_edges[i]) {
+      const Edge& e = edges_[k];
+      if (!done[static_cast<size_t>(e.from_op)]) continue;
       auto& slot = in[static_cast<size_t>(e.to_port)];
       const auto& s = out[static_cast<size_t>(e.from_op)][static_cast<size_t>(e.from_port)];
       if (!slot && s) slot = s;
     }
     return in;
   };
-  auto ready = [&](size_t i) {
-    for (const Edge& e : edges_) {
-      if (static_cast<size_t>(e.to_op) == i && !done[static_cast<size_t>(e.from_op)] &&
-          e.from_op != e.to_op) {
-        return false;
-      }
+  // The lowest-numbered ready operator first; when none is ready, every remaining operator
+  // waits on a cycle: the lowest-numbered is inferred with what is known.
+  std::priority_queue<size_t, std::vector<size_t>, std::greater<>> ready;
+  for (size_t i = 0; i < n; ++i) {
+    if (waiting[i] == 0) ready.push(i);
+  }
+  size_t next_undone = 0;
+  for (size_t remaining = n; remaining > 0; --remaining) {
+    size_t i;
+    if (!ready.empty()) {
+      i = ready.top();
+      ready.pop();
+    } else {
+      while (done[next_undone]) ++next_undone;
+      i = next_undone;
     }
-    return true;
-  };
-  auto infer = [&](size_t i) {
     try {
       out[i] = operators_[i].def->infer_outputs(inputs_of(i));
     } catch (const Error& e) {
@@ -221,29 +257,57 @@ std::vector<std::vector<std::optional<Schema>>> Graph::infer_schemas() const {
     }
     out[i].resize(operators_[i].outputs.size());
     done[i] = true;
-  };
-  for (size_t remaining = n; remaining > 0;) {
-    bool progress = false;
-    for (size_t i = 0; i < n; ++i) {
-      if (!done[i] && ready(i)) {
-        infer(i);
-        --remaining;
-        progress = true;
-      }
-    }
-    if (!progress) {
-      // Every remaining operator waits on a cycle: infer the first with what is known.
-      for (size_t i = 0; i < n; ++i) {
-        if (!done[i]) {
-          infer(i);
-          --remaining;
-          break;
-        }
-      }
+    for (size_t k : out_edges[i]) {
+      const auto to = static_cast<size_t>(edges_[k].to_op);
+      if (to != i && --waiting[to] == 0 && !done[to]) ready.push(to);
     }
   }
   return out;
 }
+
+namespace {
+
+// The operators of cycle component `c` (comp[op] == c) in the order of one cycle through them,
+// from the lowest-numbered back to it (a breadth-first search inside the component), e.g.
+// "b" -> "c" -> "b".
+std::string cycle_path(const std::vector<OperatorNode>& ops, const std::vector<Edge>& edges,
+                       const std::vector<int>& comp, int c,
+                       const std::vector<std::vector<size_t>>& out_edges) {
+  int start = -1;
+  for (size_t i = 0; i < comp.size() && start < 0; ++i) {
+    if (comp[i] == c) start = static_cast<int>(i);
+  }
+  std::vector<int> parent(ops.size(), -2);  // -2: not reached
+  std::deque<int> queue{start};
+  int last = -1;  // the operator with an edge back to `start`
+  while (!queue.empty() && last < 0) {
+    const int v = queue.front();
+    queue.pop_front();
+    for (size_t k : out_edges[static_cast<size_t>(v)]) {
+      const int w = edges[k].to_op;
+      if (comp[static_cast<size_t>(w)] != c) continue;
+      if (w == start) {
+        last = v;
+        break;
+      }
+      if (parent[static_cast<size_t>(w)] != -2) continue;
+      parent[static_cast<size_t>(w)] = v;
+      queue.push_back(w);
+    }
+  }
+  std::vector<int> path;
+  for (int v = last; v != start && v >= 0; v = parent[static_cast<size_t>(v)]) path.push_back(v);
+  path.push_back(start);
+  std::reverse(path.begin(), path.end());
+  path.push_back(start);
+  std::string s;
+  for (size_t k = 0; k < path.size(); ++k) {
+    s += (k ? " -> \"" : "\"") + ops[static_cast<size_t>(path[k])].name + "\"";
+  }
+  return s;
+}
+
+}  // namespace
 
 void Graph::validate(int world_size) const {
   auto op_name = [&](int op) { return "operator \"" + operators_[static_cast<size_t>(op)].name + "\""; };
@@ -269,26 +333,50 @@ void Graph::validate(int world_size) const {
   }
 
   // Every non-optional port connected.
+  std::vector<std::vector<bool>> in_connected(operators_.size()), out_connected(operators_.size());
+  std::vector<std::vector<size_t>> out_edges(operators_.size());
+  for (size_t i = 0; i < operators_.size(); ++i) {
+    in_connected[i].assign(operators_[i].inputs.size(), false);
+    out_connected[i].assign(operators_[i].outputs.size(), false);
+  }
+  for (size_t k = 0; k < edges_.size(); ++k) {
+    const Edge& e = edges_[k];
+    in_connected[static_cast<size_t>(e.to_op)][static_cast<size_t>(e.to_port)] = true;
+    out_connected[static_cast<size_t>(e.from_op)][static_cast<size_t>(e.from_port)] = true;
+    out_edges[static_cast<size_t>(e.from_op)].push_back(k);
+  }
   for (size_t i = 0; i < operators_.size(); ++i) {
     const OperatorNode& node = operators_[i];
     for (size_t p = 0; p < node.inputs.size(); ++p) {
-      bool connected = std::any_of(edges_.begin(), edges_.end(), [&](const Edge& e) {
-        return static_cast<size_t>(e.to_op) == i && static_cast<size_t>(e.to_port) == p;
-      });
-      if (!connected && !node.inputs[p].optional) {
+      if (!in_connected[i][p] && !node.inputs[p].optional) {
         throw ConfigError(op_name(static_cast<int>(i)) + ": input port \"" + node.inputs[p].name +
                           "\" is not connected");
       }
     }
     for (size_t p = 0; p < node.outputs.size(); ++p) {
-      bool connected = std::any_of(edges_.begin(), edges_.end(), [&](const Edge& e) {
-        return static_cast<size_t>(e.from_op) == i && static_cast<size_t>(e.from_port) == p;
-      });
-      if (!connected && !node.outputs[p].optional) {
+      if (!out_connected[i][p] && !node.outputs[p].optional) {
         throw ConfigError(op_name(static_cast<int>(i)) + ": output port \"" + node.outputs[p].name +
                           "\" is not connected");
       }
     }
+  }
+
+  // Cycles: each must pass through an operator that supports them (a cycle of others never
+  // ends: what goes round keeps going round, and its operators never see their inputs end).
+  const std::vector<int> comp = cycle_components();
+  std::vector<bool> supported;
+  for (size_t i = 0; i < operators_.size(); ++i) {
+    const int c = comp[i];
+    if (c < 0) continue;
+    if (static_cast<size_t>(c) >= supported.size()) supported.resize(static_cast<size_t>(c) + 1);
+    if (operators_[i].def->supports_cycles()) supported[static_cast<size_t>(c)] = true;
+  }
+  for (size_t c = 0; c < supported.size(); ++c) {
+    if (supported[c]) continue;
+    throw ConfigError("operators " +
+                      cycle_path(operators_, edges_, comp, static_cast<int>(c), out_edges) +
+                      " form a cycle, and none of them runs on a cycle (a model does): it would "
+                      "never end");
   }
 
   // Routing reachability.

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <cstring>
 
+#include "common/hex.hpp"
 #include "io/source_util.hpp"
 #include "tensair/common/file_reader.hpp"
 #include "tensair/common/paths.hpp"
@@ -83,7 +84,7 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
         return Read::kEnd;
       case Raw::kTail:
         // A partial tail: one record's worth of index, reported by its owner only.
-        if (mine) ctx.dead_letter(tail_reason_, "");
+        if (mine) ctx.dead_letter(tail_reason_, tail_hex_);
         return Read::kSkipped;
       case Raw::kRecord:
         break;
@@ -197,7 +198,7 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
       ctx.dead_letter(detail::file_name(opt_.paths[file]) + ": record " + std::to_string(record) + " at byte offset " +
                           std::to_string(record * kCifar10RecordBytes) + ": label byte " + std::to_string(label) +
                           " is not 0..9",
-                      "");
+                      record_hex(rec.bytes.data(), rec.bytes.size()));
       return Read::kSkipped;
     }
     rec.id = index;
@@ -210,7 +211,8 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
     if (!mine) return Read::kSkipped;
     const int64_t v = slots_[slot];
     if (v < 0) {
-      ctx.dead_letter(tails_[static_cast<size_t>(-1 - v)], "");
+      const Tail& tail = tails_[static_cast<size_t>(-1 - v)];
+      ctx.dead_letter(tail.reason, tail.hex);
       return Read::kSkipped;
     }
     std::memcpy(rec.bytes.data(), cache_bytes_.data() + v * kCifar10RecordBytes, kCifar10RecordBytes);
@@ -221,7 +223,7 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
 
   enum class Raw {
     kEnd,     // no more files
-    kTail,    // a partial record at the end of a file (reason in tail_reason_)
+    kTail,    // a partial record at the end of a file (tail_reason_, tail_hex_)
     kRecord,  // a complete record in rec.bytes
   };
   // Reads the next position of the stream from the files (into the cache when caching): a
@@ -240,9 +242,10 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
         tail_reason_ = detail::file_name(file_->path()) + ": partial record of " +
                        std::to_string(got) + " bytes at byte offset " + std::to_string(offset) +
                        " (the data is not a multiple of 3073 bytes; the tail is ignored)";
+        tail_hex_ = record_hex(rec.bytes.data(), got);
         if (caching_) {
           slots_.push_back(-1 - static_cast<int64_t>(tails_.size()));
-          tails_.push_back(tail_reason_);
+          tails_.push_back({tail_reason_, tail_hex_});
           cache_hash_ = fnv1a(cache_hash_, tail_reason_.data(), tail_reason_.size());
         }
         next_file();
@@ -314,11 +317,16 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
   bool cache_complete_ = false;
   std::vector<uint8_t> cache_bytes_;  // complete records, back to back
   std::vector<int64_t> slots_;        // per position: record number in cache_bytes_, or -1 - tail
-  std::vector<std::string> tails_;    // dead-letter reasons of partial tails
+  // A partial tail's dead letter: its reason and its bytes in hex (record_hex).
+  struct Tail {
+    std::string reason, hex;
+  };
+  std::vector<Tail> tails_;           // the partial tails met in the cached pass
   std::vector<size_t> files_;         // first slot of each file
   uint64_t cache_hash_ = kFnvBasis;   // fingerprint of the cache (checked on restore)
   size_t slot_ = 0;
   std::string tail_reason_;  // read_raw's reason for the last partial tail
+  std::string tail_hex_;     // and its bytes in hex
 };
 
 }  // namespace

@@ -143,6 +143,13 @@ class TabularSource final : public detail::StagedSource<TabRow> {
       ctx.dead_letter(detail::file_name(opt_.data) + ":" + std::to_string(data_line_) + ": " + why, clip(line_));
       return Read::kSkipped;
     };
+    // A bad label from the label file names that file and its line.
+    auto dead_label = [&](const std::string& why) {
+      ctx.dead_letter(
+          detail::file_name(opt_.labels) + ":" + std::to_string(label_line_) + ": " + why,
+          clip(label_text_));
+      return Read::kSkipped;
+    };
     split_fields(line_, layout_.separator, fields_);
     if (fields_.size() != layout_.fields) {
       return dead(std::to_string(fields_.size()) + " fields, expected " + std::to_string(layout_.fields));
@@ -155,6 +162,11 @@ class TabularSource final : public detail::StagedSource<TabRow> {
       if (!parse_double(f, v)) {
         return dead("field " + std::to_string(layout_.features[k]) + ": cannot read \"" + clip(f) + "\" as a number");
       }
+      // from_chars reads "nan" and "inf"; a model could only refuse the row by its id.
+      if (!std::isfinite(static_cast<float>(v))) {
+        return dead("field " + std::to_string(layout_.features[k]) + ": \"" + clip(trim(f)) +
+                    "\" is not a finite number");
+      }
       row.x[k] = static_cast<float>(v);
     }
     if (layout_.label) {
@@ -163,10 +175,13 @@ class TabularSource final : public detail::StagedSource<TabRow> {
         return dead("label field " + std::to_string(*layout_.label) + ": cannot read \"" + clip(f) + "\" as an integer");
       }
     } else if (!parse_label(label_text_, row.y)) {
-      ctx.dead_letter(detail::file_name(opt_.labels) + ":" + std::to_string(label_line_) + ": cannot read label \"" +
-                          clip(trim(label_text_)) + "\" as an integer",
-                      clip(label_text_));
-      return Read::kSkipped;
+      return dead_label("cannot read label \"" + clip(trim(label_text_)) + "\" as an integer");
+    }
+    if (opt_.classes > 0 && (row.y < 0 || row.y >= opt_.classes)) {
+      const std::string why = "label " + std::to_string(row.y) + " is outside 0.." +
+                              std::to_string(opt_.classes - 1) + " (classes = " +
+                              std::to_string(opt_.classes) + ")";
+      return layout_.label ? dead(why) : dead_label(why);
     }
     return Read::kItem;
   }
@@ -287,17 +302,20 @@ std::shared_ptr<const dataflow::OperatorDef> tabular_source(TabularOptions o) {
   if (!o.labels.empty() && o.label_column) {
     throw ConfigError("give either a label file (labels) or label_column, not both");
   }
+  if (o.classes < 0) throw ConfigError("classes must not be negative (0: labels not checked)");
   // The first data row tells the separator and the number of fields.
   std::string first;
-  {
+  bool got = false;
+  try {
     FileReader f(o.data);
     if (o.header) f.read_line(first);
-    bool got = false;
     while ((got = f.read_line(first))) {
       if (!blank(first)) break;
     }
-    if (!got) throw IoError(o.data.string() + ": no data rows", ExitCode::kConfig);
+  } catch (const IoError& e) {  // read when the job is loaded: the user's to fix
+    throw IoError(e.what(), ExitCode::kConfig);
   }
+  if (!got) throw IoError(o.data.string() + ": no data rows", ExitCode::kConfig);
   Layout layout;
   if (o.separator == "auto") {
     layout.separator = first.find(',') != std::string::npos ? ',' : kWhitespace;
@@ -345,6 +363,7 @@ std::shared_ptr<const dataflow::OperatorDef> tabular_source(TabularOptions o) {
                                                                        : std::string(1, layout.separator));
   params += " fields=" + std::to_string(n) + " d=" + std::to_string(d);
   if (o.standardize) params += " standardize=true";
+  if (o.classes > 0) params += " classes=" + std::to_string(o.classes);
   params += " " + ops::source_options_text(o.source);
   return dataflow::operator_def({
       "tabular_source", {}, std::vector<dataflow::PortSpec>{{"out", schema}},

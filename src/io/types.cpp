@@ -13,7 +13,8 @@
 // tabular_source   data (required), labels [none: then label_column], label_column [none;
 //                  0-based, negative from the end], separator ["auto"|"comma"|"whitespace"|
 //                  "tab"|one character], features [all but the label; 0-based field indices],
-//                  standardize [false], header [false]
+//                  standardize [false], header [false], classes [0: labels not checked;
+//                  N: a label outside 0..N-1 is a dead letter naming file and line]
 //                  out: id int64, x float32[d], y int64
 // skipgram_source  path [the four corpora of ${TENSAIR_DATA}/text], min_count [5],
 //                  max_vocab [0: no cap], sample [1e-3], window [5], negatives [5], seed [1],
@@ -148,6 +149,7 @@ std::shared_ptr<const dataflow::OperatorDef> build_tabular(const Params& p) {
   if (const toml::node* f = p.node("features")) o.features = integers(p, "features", *f);
   o.standardize = p.boolean("standardize", false);
   o.header = p.boolean("header", false);
+  o.classes = p.integer("classes", 0, 0);
   o.source = source_options(p);
   try {
     return tabular_source(o);

@@ -214,7 +214,13 @@ class EvalPairs final : public PairsSourceBase {
                            file_.labels.begin() + static_cast<std::ptrdiff_t>((i + 1) * m));
     std::string why = to_row(file_.targets[i], c.data(), l.data(), m, row);
     if (!why.empty()) {
-      ctx.dead_letter(detail::file_name(path_) + ": example " + std::to_string(i) + ": " + why, "");
+      // The example as text: the file is binary (read_eval), its numbers are what went wrong.
+      std::string record = "target " + std::to_string(file_.targets[i]) + ", contexts";
+      for (int64_t v : c) record += " " + std::to_string(v);
+      record += ", labels";
+      for (int64_t v : l) record += " " + std::to_string(v);
+      ctx.dead_letter(detail::file_name(path_) + ": example " + std::to_string(i) + ": " + why,
+                      record);
       return Read::kSkipped;
     }
     return Read::kItem;

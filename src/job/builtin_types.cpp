@@ -190,7 +190,7 @@ bool registered = [] {
 
 ops::SourceOptions source_options(const Params& p) {
   ops::SourceOptions o;
-  o.batch_size = p.integer("batch_size", o.batch_size, 1);
+  o.batch_size = p.integer("batch_size", o.batch_size, 1, ops::SourceOptions::kMaxBatchSize);
   // rate 0 is "as fast as possible"; an infinite rate is refused, not taken as 0.
   o.rate = p.number("rate", 0, Params::Range{0, Params::kInf});
   o.burst = p.number("burst", 0, Params::Range{0, Params::kInf});

@@ -324,19 +324,32 @@ at::Tensor ModelInstance::forward(const std::vector<at::Tensor>& in) {
     return net_.forward(in);
   } catch (const tensair::Error&) {
     throw;
+  } catch (const std::bad_alloc&) {
+    throw ModelError("out of memory running the network " + net_.description() + " (" +
+                     std::to_string(net_.parameter_count()) +
+                     " parameters): lower the batch size or the layer sizes");
   } catch (const std::exception& e) {  // c10::Error, or torch::jit::JITException from TorchScript
     std::string shapes;
     for (size_t i = 0; i < in.size(); ++i) {
       shapes += (i ? ", " : "") + o_.inputs[i] + ": " +
                 std::string(c10::toString(in[i].scalar_type())) + shape_string(in[i].sizes());
     }
+    std::string why = e.what();
+    if (why.find("can't allocate memory") != std::string::npos) {
+      throw ModelError("out of memory running the network " + net_.description() + " (" +
+                       std::to_string(net_.parameter_count()) + " parameters) on inputs " +
+                       shapes + ": lower the batch size or the layer sizes");
+    }
+    // The network's first input is the first feature column, whatever its name (once "x" or
+    // "image" was named here, not the column the job feeds).
+    const std::string first = o_.inputs.empty() ? "x" : o_.inputs[0];
     std::string expected;
-    if (o_.network.kind == "cifar_cnn") expected = "; expected image: Float[batch,3,32,32]";
+    if (o_.network.kind == "cifar_cnn") expected = "; expected " + first + ": Float[batch,3,32,32]";
     if (o_.network.kind == "mlp" && !o_.network.layers.empty()) {
-      expected = "; expected x: Float[batch," + std::to_string(o_.network.layers[0]) + "]";
+      expected = "; expected " + first + ": Float[batch," +
+                 std::to_string(o_.network.layers[0]) + "]";
     }
     // The cause is the last "Error: " line of a TorchScript traceback, or the first line.
-    std::string why = e.what();
     if (size_t at = why.rfind("Error: "); at != std::string::npos) why = why.substr(at + 7);
     why = why.substr(0, why.find('\n'));
     throw ModelError("the network " + net_.description() + " does not accept inputs " + shapes +

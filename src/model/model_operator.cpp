@@ -52,6 +52,8 @@ class ModelDef final : public dataflow::OperatorDef {
     if (o_.mode == Mode::kLocal) return {};
     return {{"exchange", "exchange"}};
   }
+  // The exchange between replicas, and a detector's control input fed from the metrics output.
+  bool supports_cycles() const override { return true; }
   std::vector<std::optional<Schema>> infer_outputs(
       const std::vector<std::optional<Schema>>& in) const override {
     // Train, predict and evaluate batches must carry the input columns (and the label for
@@ -68,6 +70,7 @@ class ModelDef final : public dataflow::OperatorDef {
                             dataflow::schema_to_string(*in[p]) + ")");
         }
       }
+      check_first_input(names[p], *dataflow::find_column(*in[p], o_.inputs[0]));
     }
     return {std::nullopt, metrics_schema(), std::nullopt};
   }
@@ -86,6 +89,29 @@ class ModelDef final : public dataflow::OperatorDef {
   const ModelOptions& options() const { return o_; }
 
  private:
+  // The built-ins' first input has a known record shape: a column that arrives with another
+  // is refused here, naming that column (the network would refuse its first batch).
+  void check_first_input(const char* port, const dataflow::ColumnSpec& c) const {
+    if (c.any_shape) return;
+    int64_t elements = 1;
+    for (int64_t d : c.record_shape) {
+      if (d < 0) return;  // not known before the run
+      elements *= d;
+    }
+    std::string want;
+    if (o_.network.kind == "mlp" && !o_.network.layers.empty() &&
+        elements != o_.network.layers[0]) {
+      want = "the mlp's first layer takes " + std::to_string(o_.network.layers[0]) +
+             " values per record (layers[0])";
+    } else if (o_.network.kind == "cifar_cnn" &&
+               c.record_shape != std::vector<int64_t>{3, 32, 32}) {
+      want = "cifar_cnn takes [3,32,32] (channels first; cifar10_source layout = \"chw\")";
+    }
+    if (want.empty()) return;
+    throw ConfigError(std::string("input ") + port + ": column \"" + c.name + "\" arrives as " +
+                      c.to_string() + ", but " + want);
+  }
+
   ModelOptions o_;
 };
 

@@ -84,22 +84,64 @@ def forward(self, target: Tensor, context: Tensor, negatives: Tensor) -> Tensor:
   return m;
 }
 
+// a * b + c, saturating at INT64_MAX (sizes come from the job file).
+int64_t mul_add(int64_t a, int64_t b, int64_t c) {
+  int64_t m = 0, r = 0;
+  if (__builtin_mul_overflow(a, b, &m) || __builtin_add_overflow(m, c, &r)) return INT64_MAX;
+  return r;
+}
+
+// Builds a built-in network (allocating its weights), with a one-line error naming the network
+// and its size when LibTorch cannot allocate them.
+template <class Build>
+torch::jit::Module allocate(const NetworkOptions& o, Build build) {
+  try {
+    return build();
+  } catch (const std::bad_alloc&) {
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    if (what.find("alloc") == std::string::npos) {
+      throw ModelError("cannot build the network " + o.kind + ": " +
+                       what.substr(0, what.find('\n')));
+    }
+  }
+  throw ModelError("cannot allocate the network " + o.kind + " of " +
+                   std::to_string(parameter_count(o)) + " parameters: out of memory");
+}
+
 }  // namespace
+
+int64_t parameter_count(const NetworkOptions& o) {
+  if (o.kind == "cifar_cnn") return 122570;
+  if (o.kind == "skipgram") return mul_add(2, mul_add(o.vocab, o.dim, 0), 0);
+  if (o.kind != "mlp") return 0;
+  int64_t n = 0;
+  for (size_t i = 0; i + 1 < o.layers.size(); ++i) {
+    n = mul_add(1, n, mul_add(o.layers[i], o.layers[i + 1], o.layers[i + 1]));  // weights, biases
+  }
+  return n;
+}
 
 Network::Network(const NetworkOptions& o, uint64_t seed) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
+  if (o.kind != "torchscript" && model::parameter_count(o) > kMaxParameters) {
+    throw ConfigError("the network " + o.kind + " would have " +
+                      std::to_string(model::parameter_count(o)) + " parameters, more than the " +
+                      std::to_string(kMaxParameters) +
+                      " a built-in network may have");
+  }
   if (o.kind == "cifar_cnn") {
-    module_ = cifar_cnn(gen);
+    module_ = allocate(o, [&] { return cifar_cnn(gen); });
     default_inputs_ = {"image"};
     default_loss_ = "cross_entropy";
     description_ = "cifar_cnn";
   } else if (o.kind == "mlp") {
-    module_ = mlp(o.layers, gen);
+    module_ = allocate(o, [&] { return mlp(o.layers, gen); });
     default_inputs_ = {"x"};
     default_loss_ = "cross_entropy";
     description_ = "mlp";
   } else if (o.kind == "skipgram") {
-    module_ = skipgram(o.vocab, o.dim, gen);
+    module_ = allocate(o, [&] { return skipgram(o.vocab, o.dim, gen); });
     default_inputs_ = {"target", "context", "negatives"};
     default_loss_ = "sgns";
     description_ = "skipgram " + std::to_string(o.vocab) + "x" + std::to_string(o.dim);

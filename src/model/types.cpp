@@ -10,6 +10,8 @@
 //   epochs_for_convergence, eval_every, max_steps, nan_policy = "skip" | "error", warmup_steps
 //   export, csv, log_every (checkpoints: the job's [checkpoint] table)
 //   vocab_file, embeddings, probe_words, neighbours (skipgram)
+#include <algorithm>
+
 #include "tensair/job/registry.hpp"
 #include "tensair/model/model.hpp"
 
@@ -44,6 +46,21 @@ ModelOptions model_options(const job::Params& p) {
   if (o.network.kind == "mlp" && o.network.layers.size() < 2) p.fail("layers", "an mlp needs layers = [inputs, hidden..., outputs]");
   if (o.network.kind == "skipgram" && (o.network.vocab < 2 || o.network.dim < 1)) {
     p.fail(o.network.vocab < 2 ? "vocab" : "dim", "a skipgram network needs vocab >= 2 and dim >= 1");
+  }
+  // Sizes that cannot be allocated are refused here, naming the size (once: a bad_alloc
+  // reported as an input-shape problem at the first batch).
+  if (const int64_t n = parameter_count(o.network); n > kMaxParameters) {
+    const std::string count = std::to_string(n) + " parameters, more than the " +
+                              std::to_string(kMaxParameters) + " a network may have (" +
+                              std::to_string(kMaxParameters * 4 >> 30) + " GiB of float32)";
+    if (o.network.kind == "mlp") {
+      const int64_t widest = *std::max_element(o.network.layers.begin(), o.network.layers.end());
+      p.fail("layers", "layer size " + std::to_string(widest) +
+                           " is too large: the mlp would have " + count);
+    }
+    p.fail("vocab", "vocab " + std::to_string(o.network.vocab) + " with dim " +
+                        std::to_string(o.network.dim) +
+                        " is too large: the embeddings would have " + count);
   }
   std::vector<std::string> default_inputs = o.network.kind == "skipgram" ? std::vector<std::string>{"target", "context", "negatives"}
                                             : o.network.kind == "mlp"    ? std::vector<std::string>{"x"}

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/hash.hpp"
+#include "common/hex.hpp"
 #include "tensair/common/file_reader.hpp"
 #include "tensair/common/log.hpp"
 #include "tensair/dataflow/state.hpp"
@@ -68,7 +69,11 @@ std::string source_options_text(const SourceOptions& o) {
 }
 
 void check_source_options(const SourceOptions& o) {
-  if (o.batch_size < 1) throw ConfigError("batch_size must be at least 1, got " + std::to_string(o.batch_size));
+  if (o.batch_size < 1 || o.batch_size > SourceOptions::kMaxBatchSize) {
+    throw ConfigError("batch_size must be between 1 and " +
+                      std::to_string(SourceOptions::kMaxBatchSize) + ", got " +
+                      std::to_string(o.batch_size));
+  }
   if (o.rate < 0) throw ConfigError("rate must not be negative");
   if (o.burst < 0) throw ConfigError("burst must not be negative (0: a tenth of a second's worth)");
   if (o.replay < 0) throw ConfigError("replay must not be negative (0 replays forever)");
@@ -494,7 +499,7 @@ class BinaryReader final : public RecordReader {
       ctx.dead_letter(opt_.path.filename().string() + ": record " + std::to_string(record_no_ - 1) +
                           " truncated to " + std::to_string(got) + " of " +
                           std::to_string(record_.size()) + " bytes",
-                      "");
+                      record_hex(record_.data(), got));
       return true;
     }
     if (!keep) return true;
@@ -643,9 +648,18 @@ std::shared_ptr<const dataflow::OperatorDef> csv_source(CsvSourceOptions o) {
   Schema fields = o.columns;
   if (fields.empty()) {
     if (!o.header) throw ConfigError("a CSV source without a header line needs its columns listed");
-    FileReader f(o.path);
     std::string line;
-    if (!f.read_line(line)) throw IoError(o.path.string() + ": empty file, a header line was expected", ExitCode::kConfig);
+    bool got = false;
+    try {
+      FileReader f(o.path);
+      got = f.read_line(line);
+    } catch (const IoError& e) {  // read when the job is loaded: the user's to fix
+      throw IoError(e.what(), ExitCode::kConfig);
+    }
+    if (!got) {
+      throw IoError(o.path.string() + ": empty file, a header line was expected",
+                    ExitCode::kConfig);
+    }
     std::vector<std::string> names;
     if (!split_csv(line, o.delimiter, names)) throw ConfigError(o.path.string() + ": bad header line");
     for (auto& n : names) fields.push_back({std::string(trim(n)), o.default_dtype, {}});

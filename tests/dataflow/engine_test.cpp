@@ -288,7 +288,8 @@ TEST(EngineCycle, GraphWithCyclesTerminates) {
       };
       g.add("seed", lambda_op({"seed", {}, {{"out"}}, [](const InstanceInfo&) { return std::make_unique<Seed>(); }}));
       g.add("peer", lambda_op({"peer", {{"in"}, {"peers"}}, {{"out"}, {"count"}},
-                               [](const InstanceInfo&) { return std::make_unique<Peer>(); }}));
+                               [](const InstanceInfo&) { return std::make_unique<Peer>(); },
+                               "", /*supports_cycles=*/true}));
       g.add("counts", ops::collect(counts), Placement::on(0));
       g.connect("seed", "peer.in", Routing::forward());
       g.connect("peer.out", "peer.peers", Routing::broadcast(false));

@@ -1,6 +1,8 @@
 // Graph validation: each mistake is a ConfigError whose message names the operator and port.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tensair/dataflow/graph.hpp"
 #include "tensair/ops/collect.hpp"
 #include "testing/lambda_op.hpp"
@@ -167,6 +169,95 @@ TEST(GraphTest, CycleComponentsAreFound) {
   EXPECT_EQ(comp[1], comp[2]);
   g.add("x", op({}, {}));
   EXPECT_EQ(g.cycle_components()[3], -1);
+}
+
+// A cycle of operators none of which runs on one (two maps feeding each other) once validated
+// and ran for ever, its memory growing; a cycle through a model (supports_cycles) is fine.
+TEST(GraphTest, CycleWithoutACycleOperatorIsRefusedNamingItsOperators) {
+  Graph g;
+  g.add("src", op({}, {{"out"}}));
+  g.add("a", op({{"in"}}, {{"out"}}));
+  g.add("b", op({{"in"}}, {{"out"}}));
+  g.add("c", op({{"in"}}, {{"out"}}));
+  g.connect("src", "a");
+  g.connect("a", "b");
+  g.connect("b", "c");
+  g.connect("c", "b");
+  g.connect("c", "a");
+  EXPECT_EQ(error_of([&] { g.validate(1); }),
+            "operators \"a\" -> \"b\" -> \"c\" -> \"a\" form a cycle, and none of them runs on a "
+            "cycle (a model does): it would never end");
+  Graph self;
+  self.add("src", op({}, {{"out"}}));
+  self.add("a", op({{"in"}}, {{"out"}}));
+  self.connect("src", "a");
+  self.connect("a", "a");
+  EXPECT_EQ(error_of([&] { self.validate(1); }),
+            "operators \"a\" -> \"a\" form a cycle, and none of them runs on a cycle (a model "
+            "does): it would never end");
+  Graph model;
+  model.add("src", op({}, {{"out"}}));
+  model.add("model", lambda_op({"model", {{"train"}, {"control", std::nullopt, true}},
+                                {{"metrics"}, {"deltas"}},
+                                [](const InstanceInfo&) -> std::unique_ptr<Operator> {
+                                  return nullptr;
+                                },
+                                "", /*supports_cycles=*/true}));
+  model.add("detector", op({{"in"}}, {{"control"}}));
+  model.connect("src", "model.train");
+  model.connect("model.deltas", "model.control", Routing::broadcast(false));
+  model.connect("model.metrics", "detector");
+  model.connect("detector", "model.control");
+  EXPECT_NO_THROW(model.validate(2));
+}
+
+// Passes its input's columns on: schemas travel the whole length of a chain.
+class PassThrough final : public OperatorDef {
+ public:
+  std::string type() const override { return "pass"; }
+  std::vector<PortSpec> inputs() const override { return {{"in"}}; }
+  std::vector<PortSpec> outputs() const override { return {{"out"}}; }
+  std::vector<std::optional<Schema>> infer_outputs(
+      const std::vector<std::optional<Schema>>& in) const override {
+    return {in[0]};
+  }
+  std::unique_ptr<Operator> instantiate(const InstanceInfo&) const override { return nullptr; }
+};
+
+// A generated job of 800,000 operators once took minutes to validate (a linear name lookup
+// per edge, a scan of all edges per port and per operator and pass) and its recursive cycle
+// search went as deep as the chain. A chain of 100,000, added from its end to its start (the
+// order that needed one pass per operator), validates and carries the source's columns to
+// the end; the times are in the test's commit, not asserted here.
+TEST(GraphTest, ALongChainAddedBackwardsValidatesAndCarriesColumnsToItsEnd) {
+  constexpr int kOps = 100000;
+  Graph g;
+  auto pass = std::make_shared<PassThrough>();
+  for (int i = kOps - 1; i >= 1; --i) g.add("op" + std::to_string(i), pass);
+  g.add("op0", op({}, {{"out", ints({"id"})}}));
+  for (int i = 0; i + 1 < kOps; ++i) {
+    g.connect("op" + std::to_string(i), "op" + std::to_string(i + 1));
+  }
+  g.add("sink", op({{"in"}}, {}));
+  g.connect("op" + std::to_string(kOps - 1), "sink");
+  EXPECT_NO_THROW(g.validate(1));
+  EXPECT_EQ(g.find("op0"), kOps - 1);
+  EXPECT_EQ(g.find("op1"), kOps - 2);
+  EXPECT_EQ(g.find("op" + std::to_string(kOps)), -1);
+  auto schemas = g.infer_schemas();
+  const auto& last = schemas[static_cast<size_t>(g.find("op" + std::to_string(kOps - 1)))][0];
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(schema_to_string(*last), "id: int64");
+  auto comp = g.cycle_components();
+  EXPECT_TRUE(std::all_of(comp.begin(), comp.end(), [](int c) { return c < 0; }));
+  // Closed into a ring, it is one component of all of them (found without deep recursion).
+  Graph ring;
+  for (int i = 0; i < kOps; ++i) ring.add("op" + std::to_string(i), pass);
+  for (int i = 0; i < kOps; ++i) {
+    ring.connect("op" + std::to_string(i), "op" + std::to_string((i + 1) % kOps));
+  }
+  comp = ring.cycle_components();
+  EXPECT_TRUE(std::all_of(comp.begin(), comp.end(), [](int c) { return c == 0; }));
 }
 
 TEST(GraphTest, DescribeListsOperatorsPortsAndEdges) {

@@ -14,6 +14,9 @@ printf '[job\nname = "x"\n' > malformed.toml
 printf '[src]\ntype = "text_sauce"\npath = "a.txt"\n' > unknown_op.toml
 cp "$root/examples/wordcount.toml" wc.toml
 printf '[gen]\ntype = "generator"\ncount = 10\ncolumns = { x = "normal[8]", y = "randint(2)" }\n[model]\ntype = "model"\nfrom = "gen"\nnetwork = "mlp"\nlayers = [8, 2]\n' > model.toml
+# Two filters feeding each other, no model on the cycle.
+printf '[a]\ntype = "generator"\ncolumns = { x = "sequence" }\n[b]\ntype = "filter"\nfrom = ["a", "c"]\ncolumn = "x"\nop = ">"\nvalue = 0\n[c]\ntype = "filter"\nfrom = "b"\ncolumn = "x"\nop = ">"\nvalue = 0\n' > cycle.toml
+printf '[src]\ntype = "csv_source"\npath = "/dev/zero"\n[out]\ntype = "stdout_sink"\nfrom = "src"\n' > zero.toml
 failures=0
 
 for launch in "" "mpirun --oversubscribe -np 2"; do
@@ -43,4 +46,12 @@ expect_error "zero ranks" 2 '--ranks: Value 0 not in range 1 to 1048576' "$bin" 
 expect_error "launch on zero ranks" 2 '--np: Value 0 not in range 1 to 1048576' "$bin" launch -n 0 wc.toml
 expect_error "unknown command" 2 'unknown command "rnu"' "$bin" rnu wc.toml
 expect_error "missing argument" 2 'job is required' "$bin" run
+# Sizes that cannot be allocated (these once grew until std::bad_alloc, or were reported as an
+# input-shape problem) and a cycle that would never end: refused before anything runs.
+expect_error "batch size too large" 2 '--set gen.batch_size: must be between 1 and 1048576, got 1000000000000' "$bin" validate model.toml --set gen.count=0 --set gen.batch_size=1000000000000
+expect_error "layer too large" 2 '--set model.layers: layer size 100000000 is too large: the mlp would have 1100000002 parameters' "$bin" validate model.toml --set 'model.layers=[8, 100000000, 2]'
+expect_error "endless line at validate" 2 '/dev/zero: line 1 is longer than 268435456 bytes' "$bin" validate zero.toml
+expect_error "endless line at run time" 1 '/dev/zero: line 1 is longer than 268435456 bytes' "$bin" run zero.toml --out out --set src.header=false --set 'src.columns=["x:float64"]'
+expect_error "cycle without a model" 2 'operators "b" -> "c" -> "b" form a cycle, and none of them runs on a cycle' "$bin" validate cycle.toml
+expect_error "feature width" 2 'input train: column "feat" arrives as feat: float32[8], but the mlp'"'"'s first layer takes 4 values per record (layers[0])' "$bin" validate model.toml --set 'gen.columns={ feat = "normal[8]", y = "randint(2)" }' --set 'model.features=["feat"]' --set 'model.layers=[4, 2]'
 exit $((failures > 0))

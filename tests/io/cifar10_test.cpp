@@ -334,6 +334,17 @@ TEST(Cifar10Test, PartialTailAndBadLabelsAreDeadLettersCountedOnce) {
     std::string dead = test::read_file(out / "dead_letters.jsonl");
     EXPECT_NE(dead.find("bad.bin: partial record of 100 bytes at byte offset 307300"), std::string::npos) << dead;
     EXPECT_NE(dead.find("bad.bin: record 17 at byte offset 52241: label byte 200 is not 0..9"), std::string::npos) << dead;
+    // The record is the bytes in hex, the first 512 of them (once empty): label byte 200
+    // (c8), then the red plane; the tail's 100 bytes 'x' (78).
+    EXPECT_NE(dead.find(R"(is not 0..9","record":"c8)"), std::string::npos) << dead;
+    std::string tail_hex;
+    for (int i = 0; i < 100; ++i) tail_hex += "78";
+    EXPECT_NE(dead.find(R"x(the tail is ignored)","record":")x" + tail_hex + "\""),
+              std::string::npos) << dead;
+    const size_t at = dead.find(R"(is not 0..9","record":")");
+    ASSERT_NE(at, std::string::npos);
+    const size_t from = at + std::string(R"(is not 0..9","record":")").size();
+    EXPECT_EQ(dead.find('"', from) - from, 1024u);
   }
 }
 

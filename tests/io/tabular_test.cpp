@@ -149,6 +149,49 @@ TEST(TabularTest, BadFieldsAreDeadLettersNamingFileAndLine) {
   EXPECT_NE(test::read_file(out / "dead_letters.jsonl").find("y.txt:2: cannot read label \\\"yes\\\""), std::string::npos);
 }
 
+// A label outside the declared classes (label 7 in a 2-class stream) and a feature that reads as
+// nan or inf are dead letters naming file and line; the model could only name the id.
+TEST(TabularTest, LabelsOutsideTheClassesAndNonFiniteFeaturesAreDeadLettersNamingTheLine) {
+  TempDir dir;
+  test::write_file(dir / "d.csv", "1,2,0\n3,4,7\nnan,6,1\n7,inf,0\n9,10,-1\n11,12,1\n");
+  TabularOptions o;
+  o.data = dir / "d.csv";
+  o.label_column = -1;
+  o.classes = 2;
+  for (int ranks : testing::rank_counts()) {
+    TempDir out;
+    auto r = test::run_source(ranks, tabular_source(o), out.path());
+    ASSERT_EQ(r.error(), "");
+    EXPECT_EQ(r.rows.rows(), 2) << "ranks " << ranks;  // rows 0 and 5
+    EXPECT_EQ(r.dead_letters(), 4u);
+    const std::string dead = test::read_file(out / "dead_letters.jsonl");
+    for (const char* want : {R"x(d.csv:2: label 7 is outside 0..1 (classes = 2)")x"
+                             R"x(,"record":"3,4,7")x",
+                             R"(d.csv:3: field 0: \"nan\" is not a finite number)",
+                             R"(d.csv:4: field 1: \"inf\" is not a finite number)",
+                             "d.csv:5: label -1 is outside 0..1 (classes = 2)"}) {
+      EXPECT_NE(dead.find(want), std::string::npos) << want << "\n" << dead;
+    }
+  }
+  // From a label file: the label file's name and line.
+  test::write_file(dir / "x.txt", "1\n2\n3\n");
+  test::write_file(dir / "y.txt", "1\n2\n0\n");
+  TabularOptions l;
+  l.data = dir / "x.txt";
+  l.labels = dir / "y.txt";
+  l.classes = 2;
+  TempDir out;
+  auto r = test::run_source(1, tabular_source(l), out.path());
+  EXPECT_EQ(r.rows.rows(), 2);
+  EXPECT_NE(test::read_file(out / "dead_letters.jsonl").find("y.txt:2: label 2 is outside 0..1"),
+            std::string::npos);
+  // Without `classes` the reader does not check labels (the model does, by id).
+  l.classes = 0;
+  EXPECT_EQ(test::run_source(1, tabular_source(l)).rows.rows(), 3);
+  l.classes = -1;
+  EXPECT_THROW(tabular_source(l), ConfigError);
+}
+
 TEST(TabularTest, StandardizeUsesRunningMeanAndStd) {
   TempDir dir;
   std::string text;

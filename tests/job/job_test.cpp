@@ -126,7 +126,8 @@ TEST_F(JobTest, UnknownOperatorTypeSuggestsTheClosest) {
 
 TEST_F(JobTest, WrongTypesAndRangesNameTheKey) {
   EXPECT_EQ(error(kPipeline, {"source.batch_size=abc"}), "--set source.batch_size: expected an integer, got a string");
-  EXPECT_EQ(error(kPipeline, {"source.batch_size=0"}), "--set source.batch_size: must be at least 1, got 0");
+  EXPECT_EQ(error(kPipeline, {"source.batch_size=0"}),
+            "--set source.batch_size: must be between 1 and 1048576, got 0");
   std::string bad = kPipeline;
   bad.replace(bad.find("placement = 0"), 13, "placement = \"rank0\"");
   EXPECT_EQ(error(bad), "DIR/job.toml:7: [source] key \"placement\": expected \"all\", a rank, or a list of ranks, got \"rank0\"");

@@ -400,10 +400,58 @@ TEST(ModelTest, MoreDeadLettersThanAllowedEndTheJob) {
   }
 }
 
-TEST(ModelTest, BadInputsGiveClearErrors) {
-  {  // wrong input shape
+// A column of the wrong width is named as the job names it: the feature column fed to the
+// network (once "x" whatever the column, and found only at the first batch).
+TEST(ModelTest, AWrongFeatureWidthNamesTheFeatureColumn) {
+  ModelOptions o = mlp_options({8, 16, 3});
+  o.inputs = {"feat"};
+  std::vector<Batch> data;
+  for (const Batch& b : batches(1, 2, 4, {5}, 3)) {
+    data.push_back(Batch({b.column("x").renamed("feat"), b.column("y")}));
+  }
+  {  // the width is declared: refused before the run
     TempDir dir;
-    RunResult r = run_model(1, {batches(1, 2, 4, {5}, 3)}, xy_schema({5}), mlp_options({8, 16, 3}), dir);
+    const dataflow::Schema schema{{"feat", DType::kFloat32, {5}}, {"y", DType::kInt64, {}}};
+    const std::string e = error_of(run_model(1, {data}, schema, o, dir));
+    EXPECT_NE(e.find("operator \"model\": input train: column \"feat\" arrives as feat: "
+                     "float32[5], but the mlp's first layer takes 8 values per record (layers[0])"),
+              std::string::npos) << e;
+  }
+  {  // known at run time only: the first batch's error names it too
+    TempDir dir;
+    const dataflow::Schema schema{{"feat", DType::kFloat32, {}, true}, {"y", DType::kInt64, {}}};
+    const std::string e = error_of(run_model(1, {data}, schema, o, dir));
+    EXPECT_NE(e.find("does not accept inputs feat: Float[4,5]; expected feat: Float[batch,8]"),
+              std::string::npos) << e;
+  }
+}
+
+// Sizes that cannot be allocated are refused before anything is allocated.
+TEST(NetworkTest, ANetworkTooLargeToAllocateIsRefusedNamingItsSize) {
+  NetworkOptions o;
+  o.kind = "mlp";
+  o.layers = {8, 100000000, 2};
+  EXPECT_EQ(parameter_count(o), 8 * 100000000LL + 100000000 + 2 * 100000000LL + 2);
+  try {
+    Network net(o, 1);
+    FAIL() << "an mlp of 1.1e9 parameters was built";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("would have 1100000002 parameters, more than the "
+                                         "268435456"),
+              std::string::npos) << e.what();
+  }
+  o.layers = {INT64_MAX / 2, 4, 2};
+  EXPECT_EQ(parameter_count(o), INT64_MAX);  // saturates, no overflow
+  o.layers = {8, 64, 2};
+  EXPECT_EQ(parameter_count(o), 8 * 64 + 64 + 64 * 2 + 2);
+  EXPECT_EQ(parameter_count(o), Network(o, 1).parameter_count());
+}
+
+TEST(ModelTest, BadInputsGiveClearErrors) {
+  {  // wrong input shape, known only when the batch arrives
+    TempDir dir;
+    const dataflow::Schema any{{"x", DType::kFloat32, {}, true}, {"y", DType::kInt64, {}}};
+    RunResult r = run_model(1, {batches(1, 2, 4, {5}, 3)}, any, mlp_options({8, 16, 3}), dir);
     std::string e = error_of(r);
     EXPECT_NE(e.find("does not accept inputs x: Float[4,5]; expected x: Float[batch,8]"), std::string::npos) << e;
   }

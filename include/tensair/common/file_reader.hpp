@@ -2,8 +2,10 @@
 // detected from the first bytes, so a caller never needs to know.
 //
 // Errors throw IoError naming the file: a missing or unreadable file (exit code 2, since it is
-// the user's to fix), and a corrupt or truncated compressed stream, with the uncompressed
-// position where reading stopped. Not thread-safe; one reader per thread.
+// the user's to fix), a corrupt or truncated compressed stream, with the uncompressed position
+// where reading stopped, and a line longer than max_line_bytes() (a file that is not text, such
+// as /dev/zero, would otherwise grow one line without bound). Not thread-safe; one reader per
+// thread.
 #pragma once
 
 #include <cstddef>
@@ -28,7 +30,13 @@ class FileReader {
   // Reads exactly n bytes unless the data ends first; returns the count read.
   size_t read_full(void* buf, size_t n);
   // Reads the next line without its '\n' (and without a '\r' before it). False at the end.
+  // A line of more than max_line_bytes() throws IoError "FILE: line N is longer than X bytes"
+  // (N counted from the start, or "the line at byte P" after a seek()).
   bool read_line(std::string& line);
+  // The longest line read_line() accepts; kMaxLineBytes unless set (tests set less).
+  static constexpr size_t kMaxLineBytes = size_t{256} << 20;
+  size_t max_line_bytes() const { return max_line_; }
+  void set_max_line_bytes(size_t n) { max_line_ = n; }
   // Back to the first byte (reopens the file).
   void rewind();
   // Moves to uncompressed byte `position` (a value position() reported), so that the next read
@@ -55,6 +63,8 @@ class FileReader {
   std::string buf_;
   size_t buf_pos_ = 0;
   uint64_t position_ = 0;
+  size_t max_line_ = kMaxLineBytes;
+  int64_t lines_ = 0;  // lines read since the start; -1 after a seek (then unknown)
 };
 
 // "gzip", "xz", "plain"

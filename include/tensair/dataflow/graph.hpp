@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -115,9 +116,11 @@ class Graph {
   int find(std::string_view name) const;
 
   // Checks the graph for a job of `world_size` ranks and throws ConfigError naming the
-  // operator and port of the first problem: unconnected ports, column mismatches along edges,
-  // key columns missing, placements needing more ranks than exist, routings that cannot reach
-  // an instance.
+  // operator and port of the first problem: unconnected ports, a cycle through no operator
+  // that supports cycles (OperatorDef::supports_cycles; it would never end), column mismatches
+  // along edges, key columns missing, placements needing more ranks than exist, routings that
+  // cannot reach an instance. Linear in operators and edges (times the ranks), so that a
+  // generated job of a million operators validates in seconds.
   void validate(int world_size) const;
 
   // The columns leaving each output port, inferred through the graph: out[op][port].
@@ -139,6 +142,7 @@ class Graph {
 
   std::vector<OperatorNode> operators_;
   std::vector<Edge> edges_;
+  std::map<std::string, int, std::less<>> index_;  // operator name -> index (find)
 };
 
 }  // namespace tensair::dataflow

@@ -186,6 +186,11 @@ class OperatorDef {
   // gradient exchange between model replicas). Such an edge makes a cycle.
   virtual std::vector<std::pair<std::string, std::string>> peer_edges() const { return {}; }
 
+  // True for an operator made to run on a cycle: one that ends its part of the cycle by itself
+  // (the model: a replica's updates stop when its training input ends). Graph::validate refuses
+  // a cycle none of whose operators says so (two maps feeding each other would run forever).
+  virtual bool supports_cycles() const { return false; }
+
   // Parameters as shown by `tensair validate`, e.g. "path=words.txt batch_size=1024".
   virtual std::string describe() const { return ""; }
 };

@@ -22,6 +22,7 @@ struct OperatorSpec {
   std::vector<PortSpec> outputs;
   std::function<std::unique_ptr<Operator>(const InstanceInfo&)> make;  // one call per instance
   std::string description = {};  // what `tensair validate` prints for it (OperatorDef::describe)
+  bool supports_cycles = false;  // OperatorDef::supports_cycles
 };
 
 inline std::shared_ptr<const OperatorDef> operator_def(OperatorSpec spec) {
@@ -33,6 +34,7 @@ inline std::shared_ptr<const OperatorDef> operator_def(OperatorSpec spec) {
     std::vector<PortSpec> outputs() const override { return s_.outputs; }
     std::unique_ptr<Operator> instantiate(const InstanceInfo& info) const override { return s_.make(info); }
     std::string describe() const override { return s_.description; }
+    bool supports_cycles() const override { return s_.supports_cycles; }
 
    private:
     OperatorSpec s_;

@@ -21,7 +21,9 @@
 // - a data row that does not have the first row's number of fields, or a field (or label) that
 //   is not a number, is a dead letter "FILE:LINE: ..." (counted, written to
 //   OUT/dead_letters.jsonl); its label line is consumed so the files stay aligned. A label must
-//   be an integer (1.0 is read as 1).
+//   be an integer (1.0 is read as 1). A feature that reads as nan or inf is a dead letter too,
+//   and, when `classes` is given, a label outside 0..classes-1 ("d.csv:4: label 7 is outside
+//   0..1 (classes = 2)"): the reader names the file and line, where a model names only the id.
 // - a label file with fewer rows than the data file ends the job with a DataError naming both
 //   files and the first row without a label; a label file with more rows than the data file
 //   (seen at the end of a complete pass) is a DataError too. Blank lines at the very end of
@@ -54,11 +56,13 @@ struct TabularOptions {
   std::vector<int64_t> features;         // 0-based field indices to keep; empty: every field but the label
   bool standardize = false;
   bool header = false;                   // the data file starts with a header line (skipped)
+  int64_t classes = 0;                   // > 0: labels outside 0..classes-1 are dead letters
   ops::SourceOptions source;
 };
 
 // Throws ConfigError for inconsistent options (no labels, a feature or label column out of
-// range of the first row, an unknown separator), IoError for a missing or empty data file.
+// range of the first row, an unknown separator, classes < 0), IoError for a missing or empty
+// data file.
 std::shared_ptr<const dataflow::OperatorDef> tabular_source(TabularOptions options);
 
 }  // namespace tensair::io

@@ -87,6 +87,14 @@ struct NetworkOptions {
   int64_t dim = 0;              // skipgram
 };
 
+// The most parameters a built-in network may have: 2^28, 1 GiB of float32 weights (gradients,
+// updates and optimizer state take as much again, or more). A larger one is refused when the
+// job is loaded (naming the key and the layer size), not left to fail an allocation.
+inline constexpr int64_t kMaxParameters = int64_t{1} << 28;
+// The parameter count of a built-in network from its options (saturating at INT64_MAX); 0 for
+// a TorchScript file, whose size is known once it is loaded.
+int64_t parameter_count(const NetworkOptions& options);
+
 struct OptimizerOptions {
   OptimizerKind kind = OptimizerKind::kSgd;
   double lr = 0.01;

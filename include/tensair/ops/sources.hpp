@@ -2,7 +2,9 @@
 // in batches.
 //
 // Common behaviour (SourceOptions):
-// - batch_size: records per emitted batch (fewer at the end, or when the rate limit is low).
+// - batch_size: records per emitted batch (fewer at the end, or when the rate limit is low),
+//   at most kMaxBatchSize (a batch is built in memory before it is emitted: a larger one would
+//   grow until the allocation fails, with an endless source never emitting at all).
 // - rate: a true token bucket of `rate` records per second (0: as fast as downstream accepts),
 //   with a burst of `burst` records (0: a tenth of a second's worth, at least one). A batch is
 //   emitted as soon as the tokens for its records are there, so a low rate gives small,
@@ -34,6 +36,7 @@
 namespace tensair::ops {
 
 struct SourceOptions {
+  static constexpr int64_t kMaxBatchSize = int64_t{1} << 20;  // 1,048,576 records
   int64_t batch_size = 1024;
   double rate = 0;
   double burst = 0;
@@ -42,7 +45,8 @@ struct SourceOptions {
   bool shard = true;
 };
 
-// Throws ConfigError for impossible options: batch_size < 1, a negative rate, replay or limit.
+// Throws ConfigError for impossible options: batch_size < 1 or > kMaxBatchSize, a negative
+// rate, replay or limit.
 // Every source (here and in io/) checks its options with this.
 void check_source_options(const SourceOptions& o);
 // The options as `tensair validate` shows them, e.g. "batch_size=1024 replay=1 limit=10".
