@@ -9,17 +9,6 @@
 
 namespace tensair::fuzz {
 
-namespace {
-
-std::string payload_of(const dataflow::Batch& b) {
-  runtime::OutFrame f;
-  dataflow::encode_batch(dataflow::share(b), f);
-  runtime::InFrame packed = runtime::pack_frame(f, 0);
-  return std::string(reinterpret_cast<const char*>(packed.payload()), packed.payload_size());
-}
-
-}  // namespace
-
 std::vector<std::string> seeds() {
   using namespace dataflow;
   std::vector<int64_t> x = {1, -2, 3};

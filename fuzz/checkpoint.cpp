@@ -21,7 +21,6 @@
 #include "tensair/dataflow/state.hpp"
 #include "tensair/io/types.hpp"
 #include "tensair/job/job.hpp"
-#include "testing/recording_context.hpp"
 
 namespace tensair::fuzz {
 
@@ -98,40 +97,32 @@ Ops& ops() {
 // Restores `state` into a fresh instance of operator `index`, then lets it run a little.
 void restore_operator(size_t index, std::string_view state) {
   const auto& node = ops().job.graph.operators()[index % ops().names.size()];
-  dataflow::InstanceInfo info;
-  info.name = node.name;
-  info.type = node.def->type();
-  info.out_dir = scratch_dir() / "out";
-  testing::RecordingContext ctx(info);
-  auto instance = node.def->instantiate(info);
+  Instance in(node);
   dataflow::StateReader r(state, "fuzz state");
-  instance->restore(r, ctx);
+  in.op->restore(r, in.ctx);
   r.expect_end();
-  instance->open(ctx);
+  in.op->open(in.ctx);
   if (node.inputs.empty()) {
     for (int i = 0; i < 50; ++i) {
-      if (instance->produce(ctx) == dataflow::SourceState::kDone) break;
+      if (in.op->produce(in.ctx) == dataflow::SourceState::kDone) break;
     }
   } else {
-    for (size_t p = 0; p < node.inputs.size(); ++p) instance->on_input_done(static_cast<int>(p), ctx);
+    for (size_t p = 0; p < node.inputs.size(); ++p) {
+      in.op->on_input_done(static_cast<int>(p), in.ctx);
+    }
   }
-  instance->on_finish(ctx);
+  in.op->on_finish(in.ctx);
 }
 
 std::string snapshot_of(size_t index, int produce_calls) {
   const auto& node = ops().job.graph.operators()[index];
-  dataflow::InstanceInfo info;
-  info.name = node.name;
-  info.type = node.def->type();
-  info.out_dir = scratch_dir() / "out";
-  testing::RecordingContext ctx(info);
-  auto instance = node.def->instantiate(info);
-  instance->open(ctx);
+  Instance in(node);
+  in.op->open(in.ctx);
   if (node.inputs.empty()) {
-    for (int i = 0; i < produce_calls; ++i) instance->produce(ctx);
+    for (int i = 0; i < produce_calls; ++i) in.op->produce(in.ctx);
   }
   dataflow::StateWriter w;
-  instance->snapshot(w, ctx);
+  in.op->snapshot(w, in.ctx);
   return w.take();
 }
 

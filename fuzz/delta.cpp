@@ -20,12 +20,6 @@ const std::vector<std::vector<int64_t>>& shapes() {
   return s;
 }
 
-std::string payload_of(const dataflow::Batch& b) {
-  runtime::OutFrame f;
-  dataflow::encode_batch(dataflow::share(b), f);
-  runtime::InFrame packed = runtime::pack_frame(f, 0);
-  return std::string(reinterpret_cast<const char*>(packed.payload()), packed.payload_size());
-}
 
 }  // namespace
 

@@ -9,12 +9,12 @@
 #include <memory>
 
 #include "tensair/common/error.hpp"
+#include "tensair/dataflow/batch_codec.hpp"
 #include "tensair/dataflow/operator.hpp"
 #include "tensair/drift/operator.hpp"
 #include "tensair/io/types.hpp"
 #include "tensair/job/job.hpp"
 #include "tensair/runtime/frame.hpp"
-#include "testing/recording_context.hpp"
 
 namespace tensair::fuzz {
 
@@ -71,6 +71,28 @@ void tolerate_errors(const std::function<void()>& fn) {
   }
 }
 
+namespace {
+
+dataflow::InstanceInfo info_of(const dataflow::OperatorNode& node) {
+  dataflow::InstanceInfo info;
+  info.name = node.name;
+  info.type = node.def->type();
+  info.out_dir = scratch_dir() / "out";
+  return info;
+}
+
+}  // namespace
+
+Instance::Instance(const dataflow::OperatorNode& node)
+    : ctx(info_of(node)), op(node.def->instantiate(ctx.info())) {}
+
+std::string payload_of(const dataflow::Batch& batch) {
+  runtime::OutFrame f;
+  dataflow::encode_batch(dataflow::share(batch), f);
+  runtime::InFrame packed = runtime::pack_frame(f, 0);
+  return std::string(reinterpret_cast<const char*>(packed.payload()), packed.payload_size());
+}
+
 SourceRun run_source(const std::string& job_toml, const std::string& source, int max_calls) {
   static const bool registered = [] {
     io::register_job_types();
@@ -86,18 +108,13 @@ SourceRun run_source(const std::string& job_toml, const std::string& source, int
   job::Job j = job::load_job(file, options);
   const int op = j.graph.find(source);
   if (op < 0) throw ConfigError("fuzz job has no operator \"" + source + "\"");
-  const auto& node = j.graph.operators()[static_cast<size_t>(op)];
-  dataflow::InstanceInfo info;
-  info.name = source;
-  info.type = node.def->type();
-  info.out_dir = options.out_dir;
-  testing::RecordingContext ctx(info);
-  std::unique_ptr<dataflow::Operator> instance = node.def->instantiate(info);
-  instance->open(ctx);
+  Instance instance(j.graph.operators()[static_cast<size_t>(op)]);
+  testing::RecordingContext& ctx = instance.ctx;
+  instance.op->open(ctx);
   for (int i = 0; i < max_calls; ++i) {
-    if (instance->produce(ctx) == dataflow::SourceState::kDone) break;
+    if (instance.op->produce(ctx) == dataflow::SourceState::kDone) break;
   }
-  instance->on_finish(ctx);
+  instance.op->on_finish(ctx);
   SourceRun run;
   for (const auto& [port, batches] : ctx.all_emitted()) {
     for (const auto& b : batches) {

@@ -17,6 +17,10 @@
 #include <string_view>
 #include <vector>
 
+#include "tensair/dataflow/batch.hpp"
+#include "tensair/dataflow/graph.hpp"
+#include "testing/recording_context.hpp"
+
 namespace tensair::fuzz {
 
 // This process's scratch folder (created on first use under $TMPDIR, removed at exit).
@@ -27,6 +31,17 @@ std::filesystem::path write_scratch(const std::string& name, std::string_view by
 
 // Runs `fn`, ignoring a tensair::Error it throws (the clean refusal every decoder may give).
 void tolerate_errors(const std::function<void()>& fn);
+
+// A fresh instance of a job's operator, as the engine makes one (a single instance, output
+// folder in the scratch folder), with a context that records what it does.
+struct Instance {
+  explicit Instance(const dataflow::OperatorNode& node);
+  testing::RecordingContext ctx;
+  std::unique_ptr<dataflow::Operator> op;
+};
+
+// The frame payload encode_batch + pack_frame make of `batch` (a seed for payload decoders).
+std::string payload_of(const dataflow::Batch& batch);
 
 // What one source produced.
 struct SourceRun {

@@ -16,6 +16,7 @@
 #include "tensair/drift/detector.hpp"
 #include "tensair/drift/evaluate.hpp"
 #include "tensair/drift/streams.hpp"
+#include "tensair/drift/value_input.hpp"
 
 namespace tensair::apps {
 
@@ -41,28 +42,6 @@ ParamMap parse_params(const std::vector<std::string>& args) {
     }
   }
   return out;
-}
-
-// One line of input: a number, or nothing (blank). Throws with FILE:LINE.
-bool parse_value(std::string_view text, const std::string& where, size_t line_no, double& out) {
-  size_t b = 0, e = text.size();
-  while (b < e && (text[b] == ' ' || text[b] == '\t' || text[b] == '\r')) ++b;
-  while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r')) --e;
-  if (b == e) return false;
-  const char* first = text.data() + b;
-  const char* last = text.data() + e;
-  if (*first == '+') ++first;
-  auto [ptr, ec] = std::from_chars(first, last, out);
-  std::string shown(text.substr(b, std::min<size_t>(e - b, 60)));
-  if (ec != std::errc() || ptr != last || first == last) {
-    throw Error(where + ":" + std::to_string(line_no) + ": not a number: " + shown,
-                ExitCode::kConfig);
-  }
-  if (!std::isfinite(out)) {
-    throw Error(where + ":" + std::to_string(line_no) + ": not a finite number: " + shown,
-                ExitCode::kConfig);
-  }
-  return true;
 }
 
 // Lines from a file (FileReader: plain, gzip, xz) or stdin.
@@ -153,7 +132,7 @@ int run_detect(const DetectArgs& a) {
     while (src.next(line)) {
       ++line_no;
       double v;
-      if (!parse_value(line, src.name(), line_no, v)) continue;
+      if (!drift::parse_detector_value(line, src.name(), line_no, v)) continue;
       values.push_back(v);
       lines.push_back(line_no);
       if (values.size() == chunk_size) flush();

@@ -107,8 +107,7 @@ TEST(FileReaderTest, TruncatedCompressedFilesAreErrorsNamingTheFile) {
 }
 
 // A file without a newline (/dev/zero, a binary file) once grew one line until std::bad_alloc.
-// DISABLED: fails at EOF for a line one byte over the limit (open, docs/errors.md).
-TEST(FileReaderTest, DISABLED_ALineLongerThanTheLimitIsAnErrorNamingFileAndLine) {
+TEST(FileReaderTest, ALineLongerThanTheLimitIsAnErrorNamingFileAndLine) {
   TempDir dir;
   write_file(dir / "l.txt", "short\n" + std::string(100, 'x') + "\r\n" + std::string(101, 'y'));
   for (bool gzip : {false, true}) {
