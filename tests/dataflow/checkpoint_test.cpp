@@ -326,6 +326,12 @@ std::shared_ptr<const OperatorDef> counting_source(int64_t total, int64_t rows,
     std::shared_ptr<Control> ctl;
     SourceState produce(Context& ctx) override {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      // A fault due before any checkpoint completed (a loaded machine) waits for one, so that
+      // the run always has a checkpoint to resume from.
+      if (first && completed == 0 && next < total &&
+          ((ctl->fail_after >= 0 && emitted + 1 >= ctl->fail_after) ||
+           (ctl->stop_after >= 0 && emitted + 1 >= ctl->stop_after)))
+        return SourceState::kMore;
       std::vector<int64_t> v;
       while (next < total && static_cast<int64_t>(v.size()) < rows) {
         v.push_back(next);

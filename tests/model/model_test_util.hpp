@@ -69,7 +69,8 @@ inline double max_diff(const std::vector<at::Tensor>& a, const std::vector<at::T
 }
 
 // Cues for a run of rank_source: rank 0's source fails, or asks for a stop, once it has emitted
-// that many batches (-1: never) and a checkpoint has completed (so there is one to resume from).
+// that many batches (-1: never) and a checkpoint has completed (so there is one to resume from);
+// it holds its next batch until one has.
 struct SourceCues {
   std::atomic<int64_t> fail_after{-1};
   std::atomic<int64_t> stop_after{-1};
@@ -91,6 +92,12 @@ inline std::shared_ptr<const dataflow::OperatorDef> rank_source(
     std::shared_ptr<SourceCues> cues;
     dataflow::SourceState produce(dataflow::Context& ctx) override {
       if (i == b.size()) return dataflow::SourceState::kDone;
+      if (holding_for_checkpoint()) {
+        // A fault is due but no checkpoint has completed yet (a loaded machine): wait for one
+        // rather than run to the end, so that the run always has a checkpoint to resume from.
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return dataflow::SourceState::kMore;
+      }
       if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
       ctx.emit(0, b[i++]);
       if (cues) {
@@ -103,6 +110,12 @@ inline std::shared_ptr<const dataflow::OperatorDef> rank_source(
           cues->stop = SIGINT;
       }
       return dataflow::SourceState::kMore;
+    }
+    bool holding_for_checkpoint() const {
+      if (!cues || rank != 0 || completed > 0) return false;
+      const auto next = static_cast<int64_t>(i) + 1;
+      return (cues->fail_after >= 0 && next >= cues->fail_after) ||
+             (cues->stop_after >= 0 && next >= cues->stop_after);
     }
     void on_checkpoint_complete(uint64_t, dataflow::Context&) override { ++completed; }
     void snapshot(dataflow::StateWriter& w, dataflow::Context&) override { w.put<uint64_t>(i); }
