@@ -10,7 +10,8 @@ echo "== TensAIR demo: a CNN learns CIFAR-10 online; the labels change twice; OP
 echo "   $bin run examples/drift_demo.toml --out $out ${DEMO_ARGS:-}"
 # shellcheck disable=SC2086  # DEMO_ARGS is a list of arguments
 "$bin" run examples/drift_demo.toml --out "$out" ${DEMO_ARGS:-}  # progress line on a terminal
-/usr/bin/python3 scripts/drift_summary.py "$out" --tolerance 1000
+"$bin" drift-eval --run "$out" > /dev/null  # writes $out/drift_matches.json
+/usr/bin/python3 scripts/drift_summary.py "$out"
 echo
 "$bin" report "$out"
 echo

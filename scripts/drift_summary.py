@@ -2,67 +2,90 @@
 """Terminal summary of a drift run: true change points vs detections, delays, and the model's
 accuracy before each change, right after it, and once it recovered.
 
-Usage: drift_summary.py OUT [--tolerance N]
-Reads OUT/metrics.jsonl: "concept_change" lines (index = record id of the change), "drift"
-lines (index = the stream position, in records, of the loss that triggered the detection) and
-"model" lines (accuracy and records seen). A detection matches a change when it falls in
-[change - tolerance, next change); the tolerance absorbs a source's shuffle buffer, which
-mixes records of both concepts around the change."""
+Usage: drift_summary.py OUT
+Reads OUT/drift_matches.json, which `tensair drift-eval --run OUT` (and `tensair report OUT`)
+writes by the one matching rule of docs/drift.md (a detection finds a change from `tolerance`
+positions before it, the sources' shuffle buffers, up to the next change's window), and the
+"model" lines of OUT/metrics.jsonl (accuracy and records seen). It does not match on its own,
+so that it agrees with the report and with drift-eval."""
 import json
+import os
 import sys
+
+
+def fail(message):
+    sys.exit(f"drift_summary: error: {message}")
+
+
+def model_lines(path):
+    model = []
+    try:
+        lines = open(path, "rb").read().decode("utf-8", errors="replace").splitlines()
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror}")
+    for line in lines:
+        try:
+            j = json.loads(line)
+        except ValueError:
+            continue  # drift-eval --run has checked the file; a cut last line is skipped
+        if isinstance(j, dict) and j.get("kind") == "model" and j.get("rank", 0) == 0 and "accuracy" in j:
+            model.append(j)
+    model.sort(key=lambda m: m["records"])
+    return model
 
 
 def main():
     args = sys.argv[1:]
-    if not args:
-        sys.exit("usage: drift_summary.py OUT [--tolerance N]")
+    if len(args) != 1:
+        sys.exit("usage: drift_summary.py OUT (after `tensair drift-eval --run OUT`)")
     out = args[0]
-    tolerance = int(args[args.index("--tolerance") + 1]) if "--tolerance" in args else 1000
-    changes, drifts, model = [], [], []
-    path = f"{out}/metrics.jsonl"
+    path = f"{out}/drift_matches.json"
+    metrics = f"{out}/metrics.jsonl"
+    if not os.path.isfile(path):
+        fail(f"{path} does not exist (write it with `tensair drift-eval --run {out}`)")
+    if os.path.isfile(metrics) and os.path.getmtime(path) < os.path.getmtime(metrics):
+        fail(f"{path} is older than {metrics} (write it again with `tensair drift-eval --run {out}`)")
     try:
-        lines = open(path).read().splitlines()
-    except OSError as e:
-        sys.exit(f"drift_summary: error: cannot read {path}: {e.strerror}")
-    for n, line in enumerate(lines, 1):
-        try:
-            j = json.loads(line)
-        except ValueError:
-            sys.exit(f"drift_summary: error: {path}:{n}: not JSON")
-        kind = j.get("kind")
-        if kind == "concept_change" and j["index"] not in [c["index"] for c in changes]:
-            changes.append(j)
-        elif kind == "drift":
-            drifts.append(j)
-        elif kind == "model" and j.get("rank", 0) == 0 and "accuracy" in j:
-            model.append(j)
-    changes.sort(key=lambda c: c["index"])
-    drifts.sort(key=lambda d: d["index"])
-    model.sort(key=lambda m: m["records"])
+        matches = json.load(open(path))
+    except (OSError, ValueError) as e:
+        fail(f"cannot read {path}: {e}")
+    model = model_lines(metrics)
+    rule, changes = matches["rule"], matches["changes"]
+    pos = rule["position"]
+
+    def shown(v):
+        return f"{v:.0f}" if pos == "index" else f"{v:.2f}"
 
     def accuracy(lo, hi):
         vals = [m["accuracy"] for m in model if lo <= m["records"] < hi]
         return f"{100 * sum(vals) / len(vals):5.1f} %" if vals else "   – "
 
     end = model[-1]["records"] if model else 0
-    print(f"\nDrift summary ({out}): {len(changes)} true change(s), {len(drifts)} detection(s)")
-    print(f"{'change at':>10}  {'detected at':>11}  {'delay':>7}  {'acc. before':>11}  {'just after':>10}  {'recovered':>9}")
-    used = set()
     window = 3000
-    for i, c in enumerate(changes):
-        at = c["index"]
-        nxt = changes[i + 1]["index"] if i + 1 < len(changes) else float("inf")
-        hit = next((k for k, d in enumerate(drifts) if k not in used and at - tolerance <= d["index"] < nxt), None)
-        if hit is not None:
-            used.add(hit)
-        det = drifts[hit]["index"] if hit is not None else None
-        stop = min(nxt, end + 1)
-        print(f"{at:>10}  {det if det is not None else 'missed':>11}  {det - at if det is not None else '–':>7}  "
-              f"{accuracy(at - window, at):>11}  {accuracy(at, at + 1000):>10}  {accuracy(stop - window, stop):>9}")
-    false = [d["index"] for k, d in enumerate(drifts) if k not in used]
-    print(f"false alarms: {len(false)}" + (f" (at {', '.join(map(str, false))})" if false else ""))
-    print("(positions and delays in records of the stream; accuracy: the model's on the stream, "
-          f"over {window} records before the change, the first 1000 after it, and the last {window} before the next)")
+    detectors = matches["detectors"]
+    print(f"\nDrift summary ({out}): {len(changes)} true change(s), "
+          f"{sum(len(d['detections']) for d in detectors)} detection(s)")
+    if not detectors:
+        detectors = [{"detector": "no detector", "detections": [], "repeats": [], "false_alarms": [],
+                      "matches": [{"change": i, "detection": None, "delay": None} for i in range(len(changes))]}]
+    for d in detectors:
+        if len(matches["detectors"]) > 1:
+            print(f"{d['detector']} ({d.get('operator', '?')} #{d.get('instance', 0)}, rank {d.get('rank', 0)})")
+        print(f"{'change at':>10}  {'detected at':>11}  {'delay':>7}  {'acc. before':>11}  {'just after':>10}  {'recovered':>9}")
+        for i, m in enumerate(d["matches"]):
+            at = changes[m["change"]][pos]
+            nxt = changes[i + 1][pos] if i + 1 < len(changes) else float("inf")
+            det = d["detections"][m["detection"]][pos] if m["detection"] is not None else None
+            stop = min(nxt, end + 1)
+            print(f"{shown(at):>10}  {shown(det) if det is not None else 'missed':>11}  "
+                  f"{shown(m['delay']) if det is not None else '–':>7}  "
+                  f"{accuracy(at - window, at):>11}  {accuracy(at, at + 1000):>10}  {accuracy(stop - window, stop):>9}")
+        false = sorted(d["detections"][k][pos] for k in d["false_alarms"] + d["repeats"])
+        print(f"false alarms: {len(false)}" + (f" (at {', '.join(map(shown, false))})" if false else ""))
+    print(f"(positions and delays in records of the stream; a detection finds a change from "
+          f"{rule['tolerance']:g} records before it, the sources' shuffle buffers; accuracy: the model's on "
+          f"the stream, over {window} records before the change, the first 1000 after it, and the last "
+          f"{window} before the next)")
 
 
 if __name__ == "__main__":

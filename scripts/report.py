@@ -13,6 +13,9 @@
 The x axis is seconds since the job started (default: the only axis that advances while a model
 predicts without training) or, with --x step, the rank's training step.
 
+The drift section shows OUT/drift_matches.json, which `tensair report` writes before it runs
+this script (the one matching rule of docs/drift.md; this script does not match on its own).
+
 Every section whose lines are missing says "no data" instead of failing. A line cut off by a
 run killed while writing it is noted on stderr and skipped. Errors are one line on stderr
 ("error: OUT/metrics.jsonl:17: not JSON (...)", or a field the report needs that is not a
@@ -232,42 +235,49 @@ def table(header, rows):
 # ---- drift matching ------------------------------------------------------------------------
 
 
-def position(line, use_index):
-    return num(line.get("index")) if use_index else num(line.get("t"))
+class NoMatches(Exception):
+    pass
 
 
-def match_drift(run):
-    """Per detector (name, operator, instance): each true change is detected by the first
-    detection at or after it and before the next change; other detections are false alarms.
-    Positions are `index` when every line has one, else `t`."""
-    use_index = all(math.isfinite(num(l.get("index"))) for l in run.drifts + run.changes)
-    detectors = {}
-    for d in run.drifts:
-        key = (str(d.get("detector", "?")), str(d.get("operator", "?")), d.get("instance", d.get("rank", 0)))
-        detectors.setdefault(key, []).append(d)
-    changes = run.changes
+def load_matches(out_dir):
+    """OUT/drift_matches.json, written by `tensair report` (and `tensair drift-eval --run OUT`)
+    by the one matching rule of docs/drift.md: this script does not match on its own, so that the
+    report, the terminal summary and drift-eval agree."""
+    path = os.path.join(out_dir, "drift_matches.json")
+    metrics = os.path.join(out_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        raise NoMatches(f"no `{path}`: run this script through `tensair report {out_dir}`, which "
+                        "writes it (or `tensair drift-eval --run {out_dir}`)")
+    if os.path.getmtime(path) < os.path.getmtime(metrics):
+        raise NoMatches(f"`{path}` is older than metrics.jsonl: `tensair report {out_dir}` "
+                        "writes it again")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise NoMatches(f"cannot read `{path}`: {e}")
+
+
+def match_drift(out_dir):
+    """Per detector (name, operator, instance), from drift_matches.json: each true change with
+    the detection that found it (or None) and the false alarms."""
+    m = load_matches(out_dir)
+    use_index = m["rule"]["position"] == "index"
+    changes = m["changes"]
     results = []
-    for key, dets in sorted(detectors.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))):
-        dets = sorted(dets, key=lambda d: position(d, use_index))
-        used = set()
-        matches = []
-        for i, c in enumerate(changes):
-            lo = position(c, use_index)
-            hi = position(changes[i + 1], use_index) if i + 1 < len(changes) else math.inf
-            hit = None
-            for j, d in enumerate(dets):
-                p = position(d, use_index)
-                if j not in used and lo <= p < hi:
-                    hit = j
-                    break
-            if hit is not None:
-                used.add(hit)
-            matches.append((c, dets[hit] if hit is not None else None))
-        false_alarms = [d for j, d in enumerate(dets) if j not in used]
-        rank = dets[0].get("rank", key[2])
-        name = f"{key[0]} (rank {rank})" if len(detectors) > 1 or key[2] == rank else f"{key[0]} ({key[1]} #{key[2]})"
-        results.append({"name": name, "detections": dets, "matches": matches, "false_alarms": false_alarms})
-    return results, use_index
+    for d in m["detectors"]:
+        dets = d["detections"]
+        matches = [(changes[x["change"]], dets[x["detection"]] if x["detection"] is not None else None)
+                   for x in d["matches"]]
+        results.append({"key": (d["detector"], d["operator"], d["instance"]), "rank": d["rank"],
+                        "detections": dets, "matches": matches,
+                        "false_alarms": [dets[k] for k in d["false_alarms"]],
+                        "repeats": [dets[k] for k in d["repeats"]]})
+    for r in results:
+        key, rank = r["key"], r["rank"]
+        r["name"] = (f"{key[0]} (rank {rank})" if len(results) > 1 or key[2] == rank
+                     else f"{key[0]} ({key[1]} #{key[2]})")
+    return results, use_index, m["rule"]
 
 
 # ---- plots --------------------------------------------------------------------------------
@@ -626,10 +636,13 @@ def eval_section(run):
             + f"\n\nLast of {n} evaluation{'s' if n != 1 else ''}; all are the diamonds in the loss/accuracy plot.")
 
 
-def drift_section(run):
+def drift_section(run, out_dir):
     if not run.drifts and not run.changes:
         return "no data (no `drift` or `concept_change` lines)"
-    results, use_index = match_drift(run)
+    try:
+        results, use_index, rule = match_drift(out_dir)
+    except NoMatches as e:
+        return f"not matched: {e}"
     unit_text = "(index positions)" if use_index else "s"
     parts = []
     if run.changes:
@@ -652,13 +665,19 @@ def drift_section(run):
             delays = [num(d.get("index" if use_index else "t")) - num(c.get("index" if use_index else "t"))
                       for c, d in r["matches"] if d]
             mean = f", mean delay {sum(delays) / len(delays):,.1f} {unit_text}" if delays else ""
-            fa = r["false_alarms"]
+            fa = sorted(r["false_alarms"] + r["repeats"], key=lambda d: num(d.get("index" if use_index else "t")))
             fa_text = (": at " + ", ".join(fmt_int(d.get("index")) if use_index else fmt_float(d.get("t"), 2)
                                            for d in fa[:20]) + (" …" if len(fa) > 20 else "")) if fa else ""
-            bullets.append(f"- {r['name']}: {len(found)} of {len(run.changes)} changes detected{mean}; "
+            bullets.append(f"- {r['name']}: {len(found)} of {len(r['matches'])} changes detected{mean}; "
                            f"{len(fa)} false alarm{'s' if len(fa) != 1 else ''}{fa_text}")
         if bullets:
             parts.append("\n".join(bullets))
+        tol = rule.get("tolerance") or 0
+        parts.append("A change is found by the first detection from "
+                     + (f"{fmt_int(tol)} positions before it (the sources' shuffle buffers) "
+                        if tol else "it ")
+                     + "up to the next change's window; every other detection is a false alarm "
+                     "(docs/drift.md, the rule `tensair drift-eval --run` applies).")
         if not use_index:
             parts.append("Positions are matched by time: some lines carry no `index`.")
     else:
@@ -736,7 +755,7 @@ def write_report(out_dir, x_mode):
               "detections; dashed black lines: true concept changes; shaded: training off.")
         or "no data (no `model` or `eval` lines)",
         "## Final held-out evaluation", eval_section(run),
-        "## Drift: detections vs concept changes", drift_section(run),
+        "## Drift: detections vs concept changes", drift_section(run, out_dir),
         "## Throughput",
         image("throughput", "samples per second per rank",
               "Records the model processed per second (training and prediction), measured over windows of at "

@@ -7,14 +7,18 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "tensair/common/error.hpp"
 #include "tensair/common/file_reader.hpp"
 #include "tensair/common/paths.hpp"
 #include "tensair/drift/detector.hpp"
 #include "tensair/drift/evaluate.hpp"
+#include "tensair/drift/run_matching.hpp"
 #include "tensair/drift/streams.hpp"
 #include "tensair/drift/value_input.hpp"
 
@@ -161,6 +165,8 @@ struct EvalArgs {
   std::string json_path;
   std::string data_dir;
   uint64_t seed = 1;
+  std::string run_dir;  // --run OUT: match a run's detections instead
+  std::optional<double> tolerance;  // with --run; none: the sources' own
 };
 
 std::string fmt_rate(double r) {
@@ -173,8 +179,59 @@ std::string fmt_rate(double r) {
   return buf;
 }
 
+std::string fmt_position(double v, const std::string& position) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, position == "index" ? "%.0f" : "%.2f", v);
+  return buf;
+}
+
+// `drift-eval --run OUT`: the run's detections matched to its true changes (run_matching.hpp),
+// printed and written to OUT/drift_matches.json.
+int run_drift_matches(const EvalArgs& a) {
+  const std::filesystem::path out = a.run_dir;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(out, ec))
+    throw ConfigError("output folder " + a.run_dir + " does not exist");
+  if (!std::filesystem::exists(out / "metrics.jsonl", ec))
+    throw ConfigError((out / "metrics.jsonl").string() + " does not exist");
+  const drift::RunMatches run = drift::write_run_matches(out, a.tolerance);
+  for (int64_t line : run.cut_lines) {
+    std::fprintf(stderr, "tensair: note: %s:%lld: a line cut off (a killed run?); skipped\n",
+                 (out / "metrics.jsonl").string().c_str(), static_cast<long long>(line));
+  }
+  const std::string& p = run.position;
+  std::printf("# drift matches of %s: %zu true change(s), %zu detector(s); positions: %s, "
+              "tolerance %s\n",
+              a.run_dir.c_str(), run.changes.size(), run.detectors.size(), p.c_str(),
+              fmt_position(run.rule.tolerance, p).c_str());
+  for (const auto& d : run.detectors) {
+    const auto& m = d.matching;
+    std::printf("\n%s (%s #%lld, rank %lld): %zu of %zu change(s) found", d.detector.c_str(),
+                d.op.c_str(), static_cast<long long>(d.instance), static_cast<long long>(d.rank),
+                m.found(), m.changes.size());
+    if (m.found()) std::printf(", mean delay %s", fmt_position(m.mean_delay(), p).c_str());
+    std::printf("; %zu repeat(s), %zu false alarm(s)", m.repeats.size(), m.false_alarms.size());
+    for (size_t k = 0; k < m.false_alarms.size() && k < 20; ++k)
+      std::printf("%s%s", k ? ", " : " at ", fmt_position(m.detections[m.false_alarms[k]], p).c_str());
+    std::printf("\n| change at | detected at | delay |\n|---:|---:|---:|\n");
+    for (size_t i = 0; i < m.matches.size(); ++i) {
+      const auto& c = m.matches[i];
+      std::printf("| %s | %s | %s |\n", fmt_position(m.changes[i], p).c_str(),
+                  c.detection ? fmt_position(m.detections[*c.detection], p).c_str() : "missed",
+                  c.detection ? fmt_position(c.delay, p).c_str() : "-");
+    }
+  }
+  std::printf("\nwritten to %s\n", (out / "drift_matches.json").string().c_str());
+  return 0;
+}
+
 int run_drift_eval(const EvalArgs& a) {
   try {
+    if (a.tolerance && !(std::isfinite(*a.tolerance) && *a.tolerance >= 0))
+      throw ConfigError(fmt::format("drift-eval: --tolerance must be a number >= 0, not {}",
+                                    *a.tolerance));
+    if (!a.run_dir.empty()) return run_drift_matches(a);
+    if (a.tolerance) throw ConfigError("drift-eval: --tolerance goes with --run OUT");
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<drift::LabelledStream> streams = drift::synthetic_streams(a.quick, a.seed);
     const std::filesystem::path dir =
@@ -313,6 +370,14 @@ void add_drift_commands(CLI::App& app, int& exit_code) {
                    "the drift data sets (default: $TENSAIR_DATA/drift)")
       ->type_name("DIR");
   eval->add_option("--seed", eval_args->seed, "seed of the synthetic streams (default 1)");
+  eval->add_option("--run", eval_args->run_dir,
+                   "instead: match the detections of the run in OUT to its true concept changes "
+                   "and write OUT/drift_matches.json (docs/drift.md)")
+      ->type_name("OUT");
+  eval->add_option("--tolerance", eval_args->tolerance,
+                   "with --run: positions a detection may precede a change by (default: the "
+                   "sources' shuffle buffers, from their concept_change lines)")
+      ->type_name("N");
   eval->callback([eval_args, &exit_code] { exit_code = run_drift_eval(*eval_args); });
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tensair/common/error.hpp"
+#include "tensair/drift/run_matching.hpp"
 
 extern char** environ;
 
@@ -161,6 +162,12 @@ int run_report(const ReportArgs& a) {
     return fail((out / "metrics.jsonl").string() + " does not exist (write it with `tensair run JOB --out " + a.out +
                     "`)",
                 ExitCode::kConfig);
+  }
+  // The drift matches, by the one rule (tensair/drift/run_matching.hpp), for the script to show.
+  try {
+    drift::write_run_matches(out);
+  } catch (const Error& e) {
+    return fail(e.what(), e.exit_code());
   }
   const std::string script = env_or("TENSAIR_REPORT_SCRIPT", TENSAIR_REPORT_SCRIPT_DEFAULT);
   if (!fs::is_regular_file(script, ec)) {

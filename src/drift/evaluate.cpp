@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "drift/detector_state.hpp"
+#include "tensair/drift/matching.hpp"
 #include "tensair/common/error.hpp"
 
 namespace tensair::drift {
@@ -50,33 +51,14 @@ Score score_detections(const std::vector<size_t>& detections, const std::vector<
   s.detections = detections.size();
   s.max_delay = max_delay;
   s.detection_indices = detections;
-  double delay_sum = 0;
-  size_t di = 0;  // next detection to look at
-  for (size_t i = 0; i < drifts.size(); ++i) {
-    const size_t start = drifts[i];
-    size_t end = start + max_delay;
-    if (i + 1 < drifts.size()) end = std::min(end, drifts[i + 1]);
-    while (di < detections.size() && detections[di] < start) ++di;
-    if (di < detections.size() && detections[di] < end) {
-      ++s.true_detections;
-      delay_sum += static_cast<double>(detections[di] - start);
-      ++di;
-    } else {
-      ++s.missed;
-    }
-  }
+  const Matching m = match_detections(std::vector<double>(drifts.begin(), drifts.end()),
+                                      std::vector<double>(detections.begin(), detections.end()),
+                                      {0, static_cast<double>(max_delay)});
+  s.true_detections = m.found();
+  s.missed = m.missed();
+  s.repeats = m.repeats.size();
   s.false_positives = s.detections - s.true_detections;
-  // Repeats: detections inside some drift's window that were not its first.
-  for (size_t d : detections) {
-    auto it = std::upper_bound(drifts.begin(), drifts.end(), d);
-    if (it == drifts.begin()) continue;
-    const size_t i = static_cast<size_t>(it - drifts.begin()) - 1;
-    size_t end = drifts[i] + max_delay;
-    if (i + 1 < drifts.size()) end = std::min(end, drifts[i + 1]);
-    if (d < end) ++s.repeats;
-  }
-  s.repeats -= s.true_detections;
-  if (s.true_detections) s.mean_delay = delay_sum / static_cast<double>(s.true_detections);
+  s.mean_delay = m.mean_delay();
   return s;
 }
 

@@ -183,10 +183,15 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
     if (!opt_.concept_changes.empty()) out.column(3).append<int64_t>(concept_index);
     if (concept_index > announced_concept_) {
       // The first record of a new concept this instance emits: a true change point for the
-      // report (index: the change's record id).
+      // report (index: the change's record id; tolerance: how many stream positions before it
+      // the shuffle buffers of the source's instances can emit its records, which the drift
+      // matching rule allows a detection to precede it by, see tensair/drift/matching.hpp).
       announced_concept_ = concept_index;
+      const int64_t tolerance =
+          opt_.shuffle_buffer > 1 ? opt_.shuffle_buffer * ctx.info().instances : 0;
       ctx.log_event({{"kind", "concept_change"}, {"concept", concept_index},
-                     {"index", opt_.concept_changes[static_cast<size_t>(concept_index - 1)].at}});
+                     {"index", opt_.concept_changes[static_cast<size_t>(concept_index - 1)].at},
+                     {"tolerance", tolerance}});
     }
   }
 

@@ -46,9 +46,12 @@ PY
   test "$(($(wc -l < "$work/elec2.$np/steps.csv") - 1))" -ge 1
 done
 
-# The demo's terminal summary and the report work on a real run.
+# The demo's terminal summary, drift-eval --run and the report work on a real run and show the
+# same matches.
+"$bin" drift-eval --run "$work/drift_demo.1" > /dev/null
 summary=$($py "$root/scripts/drift_summary.py" "$work/drift_demo.1")
 grep -q "2 true change(s)" <<< "$summary"
-"$bin" report "$work/drift_demo.1" > /dev/null
+TENSAIR_REPORT_SCRIPT="$root/scripts/report.py" \
+  $py "$root/tests/drift/check_agreement.py" "$bin" "$root" "$work/drift_demo.1"
 test -s "$work/drift_demo.1/report.md"
 echo "examples: cifar10, word2vec, drift_demo, elec2 ran on 1 and 2 ranks"

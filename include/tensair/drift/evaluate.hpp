@@ -1,11 +1,10 @@
-// Scoring drift detectors on labelled streams.
-//
-// A drift at index d is found by the first detection in [d, min(d + max_delay, next drift)):
-// that detection is true and its delay is (index - d). Every other detection is a false
-// positive, including a second detection of a drift already found (those are also counted as
-// `repeats`, so a reader can tell them from alarms far from any drift). A drift without a
-// detection in its window is missed. Unlabelled streams (real data without known drift points) are
-// not scored: only their detections are counted.
+// Scoring drift detectors on labelled streams, by the matching rule of matching.hpp with no
+// tolerance: a drift at index d is found by the first detection in
+// [d, min(d + max_delay, next drift)), and its delay is (index - d). Every other detection is a
+// false positive, including a second detection of a drift already found (those are also counted
+// as `repeats`, so a reader can tell them from alarms far from any drift). A drift without a
+// detection in its window is missed. Unlabelled streams (real data without known drift points)
+// are not scored: only their detections are counted.
 #pragma once
 
 #include <cstdint>
