@@ -16,7 +16,7 @@ shift 2
 bash scripts/bootstrap.sh clang libclang-rt-14-dev
 if [ ! -f "$build/build.ninja" ]; then
   CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DTENSAIR_FUZZ=ON -DTENSAIR_BUILD_TESTS=OFF -DTENSAIR_BUILD_BENCH=OFF
+    -DTENSAIR_FUZZ=ON -DTENSAIR_BUILD_TESTS=OFF -DTENSAIR_BUILD_BENCH=OFF -DTENSAIR_WITH_MODEL=OFF
 fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

