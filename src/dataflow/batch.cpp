@@ -116,6 +116,7 @@ ColumnSpec parse_column_spec(std::string_view text) {
     size_t close = rest.find(']', bracket);
     if (close == std::string_view::npos || trim(rest.substr(close + 1)).size()) bad("bad shape");
     std::string_view dims = rest.substr(bracket + 1, close - bracket - 1);
+    int64_t elements = 1;
     while (!dims.empty()) {
       size_t comma = dims.find(',');
       std::string_view d = trim(dims.substr(0, comma));
@@ -123,8 +124,14 @@ ColumnSpec parse_column_spec(std::string_view text) {
       for (char c : d) {
         if (c < '0' || c > '9') bad("bad dimension \"" + std::string(d) + "\"");
         v = v * 10 + (c - '0');
+        if (v > kMaxRecordElements) break;  // too large whatever follows
       }
       if (d.empty() || v <= 0) bad("bad dimension \"" + std::string(d) + "\"");
+      elements *= v;
+      if (v > kMaxRecordElements || elements > kMaxRecordElements) {
+        throw ConfigError("column \"" + std::string(text) + "\": a record of more than " +
+                          std::to_string(kMaxRecordElements) + " elements (the most a record may hold)");
+      }
       spec.record_shape.push_back(v);
       if (comma == std::string_view::npos) break;
       dims.remove_prefix(comma + 1);

@@ -6,8 +6,10 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <type_traits>
 
 #include "tensair/common/error.hpp"
 #include "tensair/dataflow/checkpoint.hpp"
@@ -29,25 +31,50 @@ json CheckpointManifest::to_json() const {
           {"duration_s", duration_s}, {"operators", ops}, {"files", fl}};
 }
 
+namespace {
+
+// j[key] as an integer of type T. nlohmann's get<T>() casts a float or an out-of-range integer
+// without a check (3.7e22 into uint32_t is undefined behaviour), so the type and range are
+// checked here first.
+template <class T>
+T integer_field(const json& j, const char* key) {
+  const json& v = j.at(key);
+  const bool fits =
+      v.is_number_unsigned()  ? v.get<uint64_t>() <= static_cast<uint64_t>(
+                                                         std::numeric_limits<T>::max())
+      : v.is_number_integer() ? std::is_signed_v<T> &&
+                                    v.get<int64_t>() >= std::numeric_limits<T>::min() &&
+                                    v.get<int64_t>() <= std::numeric_limits<T>::max()
+                              : false;
+  if (!fits) {
+    throw DataError("manifest field \"" + std::string(key) + "\" is " + v.dump().substr(0, 40) +
+                    ", not an integer in " + std::to_string(std::numeric_limits<T>::min()) +
+                    ".." + std::to_string(std::numeric_limits<T>::max()));
+  }
+  return v.get<T>();
+}
+
+}  // namespace
+
 CheckpointManifest CheckpointManifest::from_json(const json& j) {
   CheckpointManifest m;
   try {
-    m.format = j.at("format").get<int>();
+    m.format = integer_field<int>(j, "format");
     if (m.format != 1)
       throw DataError("manifest format " + std::to_string(m.format) + " is not known (1 is)");
     m.job = j.at("job").get<std::string>();
-    m.id = j.at("checkpoint").get<uint64_t>();
-    m.ranks = j.at("ranks").get<int>();
+    m.id = integer_field<uint64_t>(j, "checkpoint");
+    m.ranks = integer_field<int>(j, "ranks");
     m.reason = j.value("reason", "");
     m.created = j.value("created", 0.0);
     m.duration_s = j.value("duration_s", 0.0);
     for (const auto& o : j.at("operators")) {
       m.operators.push_back({o.at("name").get<std::string>(), o.at("type").get<std::string>(),
-                             o.at("instances").get<int>()});
+                             integer_field<int>(o, "instances")});
     }
     for (const auto& f : j.at("files")) {
-      m.files.push_back({f.at("name").get<std::string>(), f.at("rank").get<int>(),
-                         f.at("bytes").get<uint64_t>(), f.at("crc32").get<uint32_t>()});
+      m.files.push_back({f.at("name").get<std::string>(), integer_field<int>(f, "rank"),
+                         integer_field<uint64_t>(f, "bytes"), integer_field<uint32_t>(f, "crc32")});
       // A manifest lists files of its own folder; any other name (a path elsewhere, /dev/zero)
       // is not a manifest TensAIR wrote.
       const std::string& name = m.files.back().name;

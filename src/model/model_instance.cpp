@@ -254,10 +254,27 @@ std::vector<at::Tensor> ModelInstance::input_tensors(const Batch& b) const {
   return in;
 }
 
-int64_t ModelInstance::known_classes() const {
+int64_t ModelInstance::known_classes(const Batch& batch) {
   if (o_.network.kind == "mlp" && !o_.network.layers.empty()) return o_.network.layers.back();
   if (o_.network.kind == "cifar_cnn") return 10;
-  return 0;
+  if (o_.network.kind != "torchscript") return 0;
+  if (probed_classes_ == 0) {
+    // Once: a forward pass in eval mode without gradients, so that it changes nothing (no
+    // batch-norm statistics, no dropout draw). A network that fails here fails the same way in
+    // training, where the error is reported; the probe only learns the width.
+    probed_classes_ = -1;
+    const bool was_training = net_.training();
+    net_.train(false);
+    try {
+      at::NoGradGuard no_grad;
+      const at::Tensor out = net_.forward(input_tensors(batch));
+      if (out.dim() == 2 && out.size(0) == batch.rows() && out.size(1) > 0)
+        probed_classes_ = out.size(1);
+    } catch (const std::exception&) {
+    }
+    net_.train(was_training);
+  }
+  return std::max<int64_t>(probed_classes_, 0);
 }
 
 BatchPtr ModelInstance::screen(const BatchPtr& batch, bool with_label) {
@@ -276,8 +293,9 @@ BatchPtr ModelInstance::screen(const BatchPtr& batch, bool with_label) {
     checks.push_back({at::isfinite(t).all(1).logical_not(),
                       [name](int64_t) { return "feature \"" + name + "\" is not finite"; }});
   }
-  const int64_t classes = known_classes();
-  if (with_label && o_.loss == Loss::kCrossEntropy && classes > 0) {
+  const int64_t classes =
+      with_label && o_.loss == Loss::kCrossEntropy ? known_classes(*batch) : 0;
+  if (classes > 0) {
     const Column* c = batch->find(o_.label);
     if (c && c->record_elements() == 1 && c->dtype() != DType::kString) {
       at::Tensor y = column_tensor(*c).to(at::kLong).reshape({-1});

@@ -58,8 +58,9 @@ class ModelInstance final : public dataflow::Operator, private ReplicaLink {
   // a feature that is not finite, and (with_label, cross_entropy) a label outside the classes.
   // Null when no record is left.
   dataflow::BatchPtr screen(const dataflow::BatchPtr& batch, bool with_label);
-  // The number of classes when the network's kind tells it (mlp, cifar_cnn), else 0.
-  int64_t known_classes() const;
+  // The number of classes: what the network's kind tells (mlp, cifar_cnn), else the width of
+  // a TorchScript network's [batch, classes] output, probed once on `batch`; 0 when unknown.
+  int64_t known_classes(const dataflow::Batch& batch);
   at::Tensor forward(const std::vector<at::Tensor>& in);
   void on_train(const dataflow::BatchPtr& batch);
   bool gradient(const dataflow::Batch& batch, double& loss, double& acc);
@@ -111,6 +112,7 @@ class ModelInstance final : public dataflow::Operator, private ReplicaLink {
   std::chrono::steady_clock::time_point last_rate_time_;
   int64_t rate_samples_ = 0, metric_rows_ = 0;
   double rate_ = 0;
+  int64_t probed_classes_ = 0;  // a TorchScript network's output width; -1: not [batch, C]
 };
 
 }  // namespace tensair::model

@@ -20,6 +20,7 @@ class Network {
 
   at::Tensor forward(const std::vector<at::Tensor>& inputs);
   void train(bool on) { module_.train(on); }
+  bool training() const { return module_.is_training(); }
 
   // The trainable parameters in a fixed order (the same on every replica).
   const std::vector<at::Tensor>& parameters() const { return params_; }

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "common/hash.hpp"
 #include "common/hex.hpp"
 #include "tensair/common/file_reader.hpp"
@@ -78,6 +80,24 @@ void check_source_options(const SourceOptions& o) {
   if (o.burst < 0) throw ConfigError("burst must not be negative (0: a tenth of a second's worth)");
   if (o.replay < 0) throw ConfigError("replay must not be negative (0 replays forever)");
   if (o.limit < 0) throw ConfigError("limit must not be negative (0: no limit)");
+}
+
+// A batch is built in memory before it is emitted: refuse a batch_size and record shape whose
+// batch could not be (strings count as empty; their size is not known before they are read).
+void check_batch_bytes(const Schema& schema, const SourceOptions& o) {
+  uint64_t record = 0;
+  for (const ColumnSpec& c : schema) {
+    uint64_t n = dtype_size(c.dtype);
+    for (int64_t d : c.record_shape) n *= static_cast<uint64_t>(d);  // <= 2^28 * 8 each
+    record += n;
+  }
+  const uint64_t batch = record * static_cast<uint64_t>(o.batch_size);  // <= 2^20 * 2^31 * cols
+  if (batch > SourceOptions::kMaxBatchBytes) {
+    throw ConfigError(fmt::format(
+        "a batch of {} records of {} bytes is {:.1f} GB, over the {} GiB a batch may hold: lower "
+        "batch_size or the record shape",
+        o.batch_size, record, static_cast<double>(batch) / 1e9, SourceOptions::kMaxBatchBytes >> 30));
+  }
 }
 
 void require_input_file(const std::filesystem::path& path) {
@@ -246,6 +266,7 @@ class SourceDef final : public dataflow::OperatorDef {
         factory_(std::move(factory)),
         params_(std::move(params)) {
     check_source_options(options_);
+    check_batch_bytes(schema_, options_);
   }
   std::string type() const override { return type_; }
   std::vector<dataflow::PortSpec> outputs() const override { return {{"out", schema_}}; }

@@ -206,5 +206,28 @@ TEST(ColumnSpecTest, Parses) {
   EXPECT_THROW(parse_column_spec("x:string[2]"), ConfigError);
 }
 
+TEST(ColumnSpecTest, AShapeTooLargeForAnyRecordIsRefusedWithoutOverflow) {
+  auto error_of = [](std::string_view text) -> std::string {
+    try {
+      parse_column_spec(text);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_EQ(error_of("x:float32[268435456]"), "accepted");  // kMaxRecordElements
+  EXPECT_EQ(error_of("x:float32[16384,16384]"), "accepted");
+  const std::string limit = " elements (the most a record may hold)";
+  EXPECT_EQ(error_of("x:float32[268435457]"),
+            "column \"x:float32[268435457]\": a record of more than 268435456" + limit);
+  EXPECT_EQ(error_of("x:float32[16384,16385]"),
+            "column \"x:float32[16384,16385]\": a record of more than 268435456" + limit);
+  // Digits enough to overflow int64 (the parser once multiplied on regardless).
+  EXPECT_NE(error_of("x:float32[99999999999999999999999]").find("a record of more than"),
+            std::string::npos);
+  EXPECT_NE(error_of("x:uint8[65536,65536,65536,65536]").find("a record of more than"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace tensair::dataflow

@@ -49,6 +49,8 @@ expect_error "missing argument" 2 'job is required' "$bin" run
 # Sizes that cannot be allocated (these once grew until std::bad_alloc, or were reported as an
 # input-shape problem) and a cycle that would never end: refused before anything runs.
 expect_error "batch size too large" 2 '--set gen.batch_size: must be between 1 and 1048576, got 1000000000000' "$bin" validate model.toml --set gen.count=0 --set gen.batch_size=1000000000000
+expect_error "record too large for a batch" 2 'a batch of 1024 records of 400000008 bytes is 409.6 GB, over the 2 GiB a batch may hold: lower batch_size or the record shape' "$bin" validate model.toml --set 'gen.columns={ x = "uniform[100000000]", y = "randint(2)" }' --set gen.batch_size=1024
+expect_error "shape too large for a record" 2 'a record of more than 268435456 elements' "$bin" validate model.toml --set 'gen.columns={ x = "uniform[100000,100000]", y = "randint(2)" }'
 expect_error "layer too large" 2 '--set model.layers: layer size 100000000 is too large: the mlp would have 1100000002 parameters' "$bin" validate model.toml --set 'model.layers=[8, 100000000, 2]'
 expect_error "endless line at validate" 2 '/dev/zero: line 1 is longer than 268435456 bytes' "$bin" validate zero.toml
 expect_error "endless line at run time" 1 '/dev/zero: line 1 is longer than 268435456 bytes' "$bin" run zero.toml --out out --set src.header=false --set 'src.columns=["x:float64"]'

@@ -370,6 +370,43 @@ TEST(ModelTest, BadRecordsBecomeDeadLettersAndTheRestOfTheBatchTrains) {
   EXPECT_EQ(dead[1]["record"], "id=16");
 }
 
+// A TorchScript network does not say how many classes it has: the model learns it from the
+// width of the network's first output, so a label outside them is a dead letter there too.
+TEST(ModelTest, ALabelOutsideATorchScriptNetworksClassesIsADeadLetter) {
+  TempDir dir;
+  NetworkOptions mlp;
+  mlp.kind = "mlp";
+  mlp.layers = {8, 16, 3};
+  const std::string file = (dir / "net.pt").string();
+  Network(mlp, 1).save(file);
+  std::vector<Batch> data = batches(5, 3, 8, {8}, 3);
+  {
+    at::Tensor y = column_tensor(*data[0].find("y")).clone();
+    y[2] = 3;  // the first batch: the probe runs on it, and its bad label is screened out
+    data[0] = Batch({*data[0].find("x"), tensor_column("y", y, {}, 8)});
+    at::Tensor y2 = column_tensor(*data[2].find("y")).clone();
+    y2[0] = -1;
+    data[2] = Batch({*data[2].find("x"), tensor_column("y", y2, {}, 8)});
+  }
+  ModelOptions o = mlp_options({8, 16, 3});
+  o.network = NetworkOptions{};
+  o.network.kind = "torchscript";
+  o.network.path = file;
+  o.inputs = {"x"};
+  o.label = "y";
+  o.loss = Loss::kCrossEntropy;
+  RunResult r = run_model(1, {data}, xy_schema({8}), o, dir);
+  ASSERT_EQ(error_of(r), "no error");
+  EXPECT_EQ(r.summary[0]["samples"].get<int64_t>(), 3 * 8 - 2);
+  std::ifstream in(dir / "dead_letters.jsonl");
+  std::vector<nlohmann::json> dead;
+  for (std::string line; std::getline(in, line);) dead.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(dead.size(), 2u);
+  EXPECT_EQ(dead[0]["reason"], "label 3 is outside 0..2 (the network has 3 outputs)");
+  EXPECT_EQ(dead[0]["record"], "row 2 of a batch of 8");
+  EXPECT_EQ(dead[1]["reason"], "label -1 is outside 0..2 (the network has 3 outputs)");
+}
+
 // A stream with more bad records than the job allows fails, with one line that says so.
 TEST(ModelTest, MoreDeadLettersThanAllowedEndTheJob) {
   std::vector<Batch> data = batches(3, 4, 8, {8}, 2);

@@ -213,6 +213,33 @@ TEST(TextSourceTest, MissingFileIsAConfigError) {
   }
 }
 
+TEST(SourceOptionsTest, ABatchTooLargeToBuildIsRefusedWhenTheSourceIsMade) {
+  // uniform[100000000] with the default batch_size of 1024: 409.6 GB per batch, once a
+  // std::bad_alloc (or the OOM killer) at run time.
+  GeneratorSourceOptions o;
+  o.columns = {{"x", "uniform[100000000]"}};
+  try {
+    generator_source(o);
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "a batch of 1024 records of 400000000 bytes is 409.6 GB, over the 2 GiB a batch may "
+              "hold: lower batch_size or the record shape");
+  }
+  o.source.batch_size = 5;  // 2.0 GB: within the limit
+  EXPECT_NO_THROW(generator_source(o));
+  o.source.batch_size = 6;
+  EXPECT_THROW(generator_source(o), ConfigError);
+  // The same for a binary source's declared fields.
+  BinarySourceOptions b;
+  b.path = "/dev/null";
+  b.fields = {dataflow::parse_column_spec("image:float64[4096,4096]")};  // 134 MB a record
+  b.source.batch_size = 16;
+  EXPECT_NO_THROW(binary_source(b));
+  b.source.batch_size = 17;
+  EXPECT_THROW(binary_source(b), ConfigError);
+}
+
 TEST(SourceOptionsTest, ImpossibleOptionsAreRefusedWithTheReason) {
   auto error_of = [](SourceOptions s) -> std::string {
     try {

@@ -66,6 +66,10 @@ struct Bytes {
 
 // Name, dtype and record shape of a column. In a schema used as a requirement, a dimension of
 // -1 matches any size and an empty `record_shape` with `any_shape` set matches any shape.
+// The most elements one record of a column may hold (256 Mi: 1 GiB of float32). Larger shapes are
+// refused where they are declared; no batch could be built of them.
+inline constexpr int64_t kMaxRecordElements = int64_t{1} << 28;
+
 struct ColumnSpec {
   std::string name;
   DType dtype = DType::kFloat32;
@@ -80,7 +84,8 @@ using Schema = std::vector<ColumnSpec>;
 // "word: string, count: int64"
 std::string schema_to_string(const Schema& schema);
 const ColumnSpec* find_column(const Schema& schema, std::string_view name);
-// Parses "name:dtype" or "name:dtype[d1,d2]" (spaces allowed). Throws ConfigError.
+// Parses "name:dtype" or "name:dtype[d1,d2]" (spaces allowed). Throws ConfigError, also for a
+// shape of more than kMaxRecordElements elements.
 ColumnSpec parse_column_spec(std::string_view text);
 
 class Column {

@@ -4,7 +4,8 @@
 // Common behaviour (SourceOptions):
 // - batch_size: records per emitted batch (fewer at the end, or when the rate limit is low),
 //   at most kMaxBatchSize (a batch is built in memory before it is emitted: a larger one would
-//   grow until the allocation fails, with an endless source never emitting at all).
+//   grow until the allocation fails, with an endless source never emitting at all), and at
+//   most kMaxBatchBytes of fixed-size values (batch_size x the bytes of a record's columns).
 // - rate: a true token bucket of `rate` records per second (0: as fast as downstream accepts),
 //   with a burst of `burst` records (0: a tenth of a second's worth, at least one). A batch is
 //   emitted as soon as the tokens for its records are there, so a low rate gives small,
@@ -37,6 +38,7 @@ namespace tensair::ops {
 
 struct SourceOptions {
   static constexpr int64_t kMaxBatchSize = int64_t{1} << 20;  // 1,048,576 records
+  static constexpr uint64_t kMaxBatchBytes = uint64_t{1} << 31;  // 2 GiB of fixed-size values
   int64_t batch_size = 1024;
   double rate = 0;
   double burst = 0;
