@@ -33,6 +33,11 @@ std::filesystem::path find_variant(const std::filesystem::path& base) {
 struct CifarRecord {
   int64_t id = 0;
   std::array<uint8_t, kCifar10RecordBytes> bytes{};
+  // Where it is in the input: the file and the record's number in it (checkpoints save this,
+  // not the bytes), and, while a checkpoint is restored, the fingerprint of the saved bytes.
+  uint32_t file = 0;
+  int64_t record = 0;
+  uint64_t saved_hash = 0;
 };
 
 // FNV-1a, continued over more bytes: the fingerprint of the cache, kept as it fills.
@@ -94,15 +99,76 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
   }
 
   std::string_view state_name() const override { return "cifar10_source"; }
+  // A staged record is saved as its id, its place (file, record number) and the FNV-1a of its
+  // bytes: 28 bytes instead of 3,081, so that a shuffle buffer of 10,000 images costs 280 KB a
+  // checkpoint, not 31 MB. complete_items() reads the bytes back and checks the fingerprint.
   void save_item(dataflow::StateWriter& state, const CifarRecord& rec) const override {
     state.put<int64_t>(rec.id);
-    state.put(rec.bytes);
+    state.put<uint32_t>(rec.file);
+    state.put<int64_t>(rec.record);
+    state.put<uint64_t>(fnv1a(kFnvBasis, rec.bytes.data(), rec.bytes.size()));
   }
   void load_item(dataflow::StateReader& state, CifarRecord& rec) const override {
     rec.id = state.get<int64_t>();
-    rec.bytes = state.get<std::array<uint8_t, kCifar10RecordBytes>>();
-    if (rec.id < 0 || rec.bytes[0] >= kCifar10Classes)
+    rec.file = state.get<uint32_t>();
+    rec.record = state.get<int64_t>();
+    rec.saved_hash = state.get<uint64_t>();
+    if (rec.id < 0 || rec.file >= opt_.paths.size() || rec.record < 0)
       state.fail("holds a damaged staged CIFAR-10 record");
+  }
+
+  void complete_items(std::vector<CifarRecord>& items, dataflow::StateReader& state,
+                      Context& ctx) override {
+    std::vector<std::vector<CifarRecord*>> by_file(opt_.paths.size());
+    for (CifarRecord& r : items) by_file[r.file].push_back(&r);
+    auto differs = [&](const CifarRecord& r, const std::string& why) {
+      state.fail("the input files differ from those the checkpoint read: staged record " +
+                 std::to_string(r.record) + " of " + detail::file_name(opt_.paths[r.file]) + " " +
+                 why);
+    };
+    for (size_t f = 0; f < by_file.size(); ++f) {
+      auto& recs = by_file[f];
+      if (recs.empty()) continue;
+      std::sort(recs.begin(), recs.end(),
+                [](const CifarRecord* a, const CifarRecord* b) { return a->record < b->record; });
+      std::unique_ptr<FileReader> file;  // opened only for records the cache does not hold
+      std::array<uint8_t, kCifar10RecordBytes> skip{};
+      int64_t at = 0;  // the file's next record
+      const CifarRecord* prev = nullptr;
+      for (CifarRecord* r : recs) {
+        if (ctx.cancelled()) throw Cancelled();
+        // The same record staged twice, from two passes (a shuffle buffer may keep a record
+        // for longer than a pass): sorted, they are neighbours, and the file is read once.
+        if (prev != nullptr && prev->record == r->record) {
+          r->bytes = prev->bytes;
+        } else {
+          fill(*r, f, file, at, skip, differs);
+        }
+        prev = r;
+        if (fnv1a(kFnvBasis, r->bytes.data(), r->bytes.size()) != r->saved_hash)
+          differs(*r, "has other bytes");
+      }
+    }
+  }
+
+  // complete_items' read of one staged record: from the rebuilt cache when it holds the
+  // record, else from the file (opened on first use, read forward from record `at`).
+  template <class Differs>
+  void fill(CifarRecord& r, size_t f, std::unique_ptr<FileReader>& file, int64_t& at,
+            std::array<uint8_t, kCifar10RecordBytes>& skip, const Differs& differs) const {
+    const size_t slot = f < files_.size() ? files_[f] + static_cast<size_t>(r.record) : 0;
+    if (f < files_.size() && slot < slots_.size() && slots_[slot] >= 0 &&
+        (f + 1 == files_.size() || slot < files_[f + 1])) {
+      std::memcpy(r.bytes.data(), cache_bytes_.data() + slots_[slot] * kCifar10RecordBytes,
+                  kCifar10RecordBytes);
+      return;
+    }
+    if (!file) file = std::make_unique<FileReader>(opt_.paths[f]);
+    for (; at < r.record; ++at) {
+      if (file->read_full(skip.data(), skip.size()) != skip.size()) differs(r, "is gone");
+    }
+    if (file->read_full(r.bytes.data(), r.bytes.size()) != r.bytes.size()) differs(r, "is gone");
+    at = r.record + 1;
   }
 
   void save_input(dataflow::StateWriter& state) const override {
@@ -207,6 +273,8 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
       return Read::kSkipped;
     }
     rec.id = index;
+    rec.file = static_cast<uint32_t>(file);
+    rec.record = record;
     return Read::kItem;
   }
 

@@ -66,7 +66,8 @@ inline uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0) {
 // which is refilled from the input, and drained at the end.
 //
 // Checkpoints: snapshot() writes the cursor, the shuffle generator, the staged records (in
-// buffer order, through save_item) and the subclass's place in its input (save_input);
+// buffer order, through save_item: the record, or where to read it again) and the subclass's
+// place in its input (save_input);
 // restore() reads them back, so the restored source emits the same records in the same order
 // and batches as the original (the token bucket restarts, as a rate is not a position).
 template <class Item>
@@ -129,6 +130,7 @@ class StagedSource : public dataflow::Operator {
     buffer_.resize(static_cast<size_t>(n));
     for (Item& item : buffer_) load_item(state, item);
     load_input(state, cursor_.in_pass(), ctx);
+    complete_items(buffer_, state, ctx);
   }
 
  protected:
@@ -151,6 +153,10 @@ class StagedSource : public dataflow::Operator {
   // way), otherwise start_pass() comes first.
   virtual void save_input(dataflow::StateWriter& state) const = 0;
   virtual void load_input(dataflow::StateReader& state, bool in_pass, dataflow::Context& ctx) = 0;
+  // After load_input: a source whose save_item writes where a record is rather than the record
+  // (CIFAR-10: its file and number) reads the staged records back here.
+  virtual void complete_items(std::vector<Item>& items, dataflow::StateReader& state,
+                              dataflow::Context& ctx) {}
 
   const ops::SourceOptions& options() const { return opt_; }
   const dataflow::Schema& schema() const { return schema_; }
@@ -179,7 +185,8 @@ class StagedSource : public dataflow::Operator {
     if (r == Read::kItem) buffer_.push_back(std::move(item_));
   }
 
-  static constexpr uint32_t kLayout = 1;
+  // 2: a CIFAR-10 source's staged records are saved as their places in the files.
+  static constexpr uint32_t kLayout = 2;
 
   ops::SourceOptions opt_;
   dataflow::Schema schema_;

@@ -166,6 +166,49 @@ TEST(CifarCheckpointTest, CacheRebuiltFromChangedFilesIsADataError) {
   }
 }
 
+// Without the cache, a checkpoint saves where each staged record is (file, record number) and
+// the fingerprint of its bytes, and reads the bytes back on restore: input files changed under
+// a checkpoint are refused, naming the record, whether it is gone or has other bytes.
+TEST(CifarCheckpointTest, StagedRecordsReadBackFromChangedFilesAreADataError) {
+  TempDir dir;
+  auto paths = cifar_files(dir);
+  Cifar10Options o = cifar_options(paths);
+  o.cache = false;
+  o.shuffle_buffer = 20;
+  auto def = cifar10_source(o);
+  struct Change {
+    std::string content, error;
+  };
+  const std::vector<Change> changes = {
+      {cifar_records(40, 1000, 5), "of a.bin.gz has other bytes"},  // same labels, other pixels
+      {cifar_records(3, 0), "of a.bin.gz is gone"},                   // cut short
+  };
+  for (const Change& change : changes) {
+    SCOPED_TRACE(change.error);
+    cifar_files(dir);
+    OperatorDriver original(def, instance_info("cifar"));
+    // 48 emitted, 20 staged: the reader is in b.bin.gz, records of a.bin.gz wait in the buffer.
+    original.produce(3);
+    const std::string state = original.snapshot();
+    testing::write_gzip(dir / "a.bin.gz", change.content);
+    try {
+      OperatorDriver restored(def, instance_info("cifar"), state);
+      ADD_FAILURE() << "restored over changed files";
+    } catch (const DataError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("the input files differ from those the checkpoint read: staged record"),
+                std::string::npos)
+          << what;
+      EXPECT_NE(what.find(change.error), std::string::npos) << what;
+    }
+  }
+  // The same files again: the restore succeeds.
+  cifar_files(dir);
+  OperatorDriver original(def, instance_info("cifar"));
+  original.produce(3);
+  EXPECT_NO_THROW(OperatorDriver(def, instance_info("cifar"), original.snapshot()));
+}
+
 TEST(CifarCheckpointTest, TruncatedStateIsADataErrorNamingTheState) {
   TempDir dir;
   Cifar10Options o = cifar_options(cifar_files(dir));
