@@ -30,13 +30,14 @@ mkdir -p "$results"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 failed=0
-rows=()
 for t in "${targets[@]}"; do
   max_len=$(awk -v t="$t" '$1 == t {print $2}' "$build/fuzz/targets.txt")
   work="$build/fuzz/work/$t"
   crashes="$build/fuzz/crashes/$t"
   mkdir -p "$work" "$crashes"
   log="$results/$t.log"
+  stamp="$results/$t.started"  # crashes of this run: the files newer than it
+  touch "$stamp"
   echo "fuzz: $t for ${seconds}s (max_len $max_len)"
   rc=0
   "$build/fuzz/fuzz_$t" "$work" "fuzz/corpus/$t" -max_total_time="$seconds" -max_len="$max_len" \
@@ -46,22 +47,29 @@ for t in "${targets[@]}"; do
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   corpus=$(find "$work" -type f | wc -l)
-  found=$(find "$crashes" -type f | wc -l)
+  found=$(find "$crashes" -type f -newer "$stamp" | wc -l)
   if [ "$rc" -ne 0 ] || [ "$found" -gt 0 ]; then failed=1; fi
-  rows+=("{\"target\": \"$t\", \"seconds\": $seconds, \"executions\": ${execs:-0},\
+  echo "{\"target\": \"$t\", \"seconds\": $seconds, \"executions\": ${execs:-0},\
  \"coverage_edges\": ${cov:-0}, \"features\": ${ft:-0}, \"corpus\": $corpus,\
- \"crashes\": $found, \"exit\": $rc}")
+ \"crashes\": $found, \"exit\": $rc, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" \
+    >"$results/$t.json"
   printf '%-14s %8ss %12s execs %7s edges %7s features %6s corpus %3s crashes (exit %s)\n' \
     "$t" "$seconds" "${execs:-0}" "${cov:-0}" "${ft:-0}" "$corpus" "$found" "$rc"
 done
+# The summary holds the last run of every target, those of earlier or concurrent runs of this
+# script too (each leaves its target's NAME.json).
 {
-  echo "{\"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"results\": ["
-  for i in "${!rows[@]}"; do
-    sep=","; [ "$i" -eq $((${#rows[@]} - 1)) ] && sep=""
-    echo "  ${rows[$i]}$sep"
+  echo "{\"results\": ["
+  first=1
+  for f in "$results"/*.json; do
+    [ "$(basename "$f")" = summary.json ] && continue
+    [ "$first" -eq 1 ] || echo ","
+    first=0
+    printf '  %s' "$(cat "$f")"
   done
+  echo
   echo "]}"
-} >"$results/summary.json"
+} >"$results/summary.json.$$" && mv "$results/summary.json.$$" "$results/summary.json"
 echo "fuzz: summary in $results/summary.json"
 if [ "$failed" -ne 0 ]; then
   echo "fuzz: a target found a crash: inputs in $build/fuzz/crashes/ (make each a regression:" \

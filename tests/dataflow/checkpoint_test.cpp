@@ -241,6 +241,40 @@ TEST(CheckpointFilesTest, ManifestsListVerifyAndPrune) {
   EXPECT_FALSE(fs::exists(dir / checkpoint_folder_name(1)));
 }
 
+// A manifest's integers are checked for type and range before they are read: nlohmann's get<>
+// would cast 3.7e22 into a uint32_t (undefined behaviour; found by fuzz_checkpoint).
+TEST(CheckpointFilesTest, AManifestIntegerOfTheWrongTypeOrRangeIsOneLineNamingTheField) {
+  TempDir dir;
+  CheckpointManifest m;
+  m.job = "j";
+  m.id = 1;
+  m.ranks = 1;
+  m.files.push_back({"rank-0.state", 0, 16, 7});
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"crc32", "manifest field \"crc32\" is 3.7063e+22, not an integer in 0..4294967295"},
+      {"rank", "manifest field \"rank\" is -1.5, not an integer in -2147483648..2147483647"},
+      {"bytes", "manifest field \"bytes\" is -3, not an integer in 0..18446744073709551615"},
+      {"ranks",
+       "manifest field \"ranks\" is 4294967296, not an integer in -2147483648..2147483647"},
+  };
+  for (const auto& [field, error] : cases) {
+    SCOPED_TRACE(field);
+    nlohmann::json j = m.to_json();
+    nlohmann::json& target = field == "ranks" ? j : j["files"][0];
+    if (field == "crc32") target[field] = 3.7063e22;
+    if (field == "rank") target[field] = -1.5;
+    if (field == "bytes") target[field] = -3;
+    if (field == "ranks") target[field] = 4294967296LL;
+    try {
+      CheckpointManifest::from_json(j);
+      ADD_FAILURE() << "accepted";
+    } catch (const DataError& e) {
+      EXPECT_EQ(std::string(e.what()), error);
+    }
+  }
+  EXPECT_EQ(CheckpointManifest::from_json(m.to_json()).files.at(0).crc32, 7u);
+}
+
 TEST(CheckpointFilesTest, ADurableWriteThatCannotHappenNamesThePath) {
   TempDir dir;
   std::ofstream(dir / "plain") << "a file, not a folder";
