@@ -18,11 +18,9 @@ SAN_BUILD ?= build-asan
 # Debug at -O0 with line tables only (-g1): half the compile time of -O1 and a third of -O2 -g,
 # which is what keeps this step inside CI's time; the reports still name file and line.
 # LeakSanitizer on, with the suppressions of Open MPI's own allocations; UBSan stops at the
-# first finding, so that a report fails its test. Open MPI's components are dlclose'd before
-# the leak check, so their frames print as <unknown module>: the slow unwinder
-# (fast_unwind_on_malloc=0) records the whole stack, whose libopen-pal frames the suppressions
-# then match (with the fast one the stack stops inside the unloaded component).
-SAN_ASAN = detect_leaks=1:abort_on_error=1:strict_string_checks=1:fast_unwind_on_malloc=0
+# first finding, so that a report fails its test. (The test binaries keep Open MPI's
+# components loaded, so that the suppressions can name them: tests/testing/main.cpp.)
+SAN_ASAN = detect_leaks=1:abort_on_error=1:strict_string_checks=1
 SAN_ENV = ASAN_OPTIONS=$(SAN_ASAN) \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fmt/format.h>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -311,7 +312,14 @@ class Windows {
     return start_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                         std::chrono::duration<double>(static_cast<double>(window + 1) * spec_.size));
   }
-  int64_t window_of(double t) const { return static_cast<int64_t>(std::floor(t / spec_.size)); }
+  // Window numbers are kept within +-2^52, where a double holds every integer: a time further
+  // from 0 (in windows) is a dead letter (assign), and a watermark there is clamped (observe),
+  // so no cast to int64_t is out of range.
+  static constexpr double kMaxWindow = 4503599627370496.0;  // 2^52
+  static int64_t clamp_window(double q) {
+    return static_cast<int64_t>(std::clamp(q, -kMaxWindow, kMaxWindow));
+  }
+  int64_t window_of(double t) const { return clamp_window(std::floor(t / spec_.size)); }
   double window_start(int64_t w) const { return static_cast<double>(w) * spec_.size; }
   double window_end(int64_t w) const { return static_cast<double>(w + 1) * spec_.size; }
 
@@ -323,7 +331,9 @@ class Windows {
     max_time_ = std::max(max_time_, t);
     double watermark = max_time_ - spec_.lateness;
     // Window w is complete when watermark >= its end.
-    int64_t bound = static_cast<int64_t>(std::floor(watermark / spec_.size));
+    // NaN only from a damaged checkpoint's watermark: no window completes.
+    const double q = std::floor(watermark / spec_.size);
+    int64_t bound = std::isnan(q) ? first_open_ : clamp_window(q);
     first_open_ = std::max(first_open_, bound);
     return first_open_;
   }
@@ -336,6 +346,12 @@ class Windows {
     double t = time.as_double(r);
     if (!std::isfinite(t)) {
       ctx.dead_letter("time column \"" + spec_.time_column + "\" is not finite", std::to_string(t));
+      return std::nullopt;
+    }
+    if (!(std::fabs(std::floor(t / spec_.size)) < kMaxWindow)) {
+      ctx.dead_letter(fmt::format("time column \"{}\" is {}, too far from 0 for windows of {} s",
+                                  spec_.time_column, t, spec_.size),
+                      fmt::format("t={}", t));
       return std::nullopt;
     }
     int64_t w = window_of(t);
