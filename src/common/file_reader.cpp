@@ -242,8 +242,9 @@ void FileReader::seek(uint64_t position) {
     lines_ = position == 0 ? 0 : -1;
     return;
   }
-  // No random access in a compressed stream: decompress from the start and discard.
-  rewind();
+  // No random access in a compressed stream: decompress and discard, from the start when going
+  // back, else from where the reader is.
+  if (position < position_) rewind();
   while (position_ < position) {
     if (buf_pos_ == buf_.size() && !fill()) {
       throw IoError("cannot resume reading " + path_.string() + " at uncompressed byte " +

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <cstring>
+#include <memory>
+#include <optional>
 
 #include "common/hex.hpp"
 #include "io/source_util.hpp"
@@ -131,7 +133,10 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
       if (recs.empty()) continue;
       std::sort(recs.begin(), recs.end(),
                 [](const CifarRecord* a, const CifarRecord* b) { return a->record < b->record; });
-      std::unique_ptr<FileReader> file;  // opened only for records the cache does not hold
+      // Opened only for records the cache does not hold; for the file being read, file_ (at its
+      // start, see load_input).
+      std::unique_ptr<FileReader> own;
+      std::unique_ptr<FileReader>& file = resume_at_ && f == file_index_ ? file_ : own;
       std::array<uint8_t, kCifar10RecordBytes> skip{};
       int64_t at = 0;  // the file's next record
       const CifarRecord* prev = nullptr;
@@ -148,6 +153,10 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
         if (fnv1a(kFnvBasis, r->bytes.data(), r->bytes.size()) != r->saved_hash)
           differs(*r, "has other bytes");
       }
+    }
+    if (resume_at_) {
+      file_->seek(*resume_at_);  // forward from the last staged record read, if any
+      resume_at_.reset();
     }
   }
 
@@ -222,7 +231,9 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
     if (!in_pass) return;  // start_pass() opens the first file
     file_index_ = static_cast<size_t>(file_index);
     open_file();
-    if (file_) file_->seek(position);
+    // The seek to `position` is complete_items' last step: it first reads the staged records
+    // of this file with the same reader, so that a compressed file is decompressed once.
+    if (file_) resume_at_ = position;
     record_in_file_ = record_in_file;
   }
 
@@ -383,6 +394,7 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
   std::unique_ptr<FileReader> file_;
   size_t file_index_ = 0;
   int64_t record_in_file_ = 0;
+  std::optional<uint64_t> resume_at_;  // restore: where file_ resumes, once complete_items ran
   float lut_[3][256];
   std::array<float, 3072> image_{};
   // The cache of the first pass.
