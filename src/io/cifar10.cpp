@@ -137,8 +137,6 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
       // start, see load_input).
       std::unique_ptr<FileReader> own;
       std::unique_ptr<FileReader>& file = resume_at_ && f == file_index_ ? file_ : own;
-      std::array<uint8_t, kCifar10RecordBytes> skip{};
-      int64_t at = 0;  // the file's next record
       const CifarRecord* prev = nullptr;
       for (CifarRecord* r : recs) {
         if (ctx.cancelled()) throw Cancelled();
@@ -147,7 +145,7 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
         if (prev != nullptr && prev->record == r->record) {
           r->bytes = prev->bytes;
         } else {
-          fill(*r, f, file, at, skip, differs);
+          fill(*r, f, file, differs);
         }
         prev = r;
         if (fnv1a(kFnvBasis, r->bytes.data(), r->bytes.size()) != r->saved_hash)
@@ -161,10 +159,11 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
   }
 
   // complete_items' read of one staged record: from the rebuilt cache when it holds the
-  // record, else from the file (opened on first use, read forward from record `at`).
+  // record, else from the file (opened on first use; the records come in file order, so each
+  // seek goes forward, which a compressed stream does without starting again).
   template <class Differs>
-  void fill(CifarRecord& r, size_t f, std::unique_ptr<FileReader>& file, int64_t& at,
-            std::array<uint8_t, kCifar10RecordBytes>& skip, const Differs& differs) const {
+  void fill(CifarRecord& r, size_t f, std::unique_ptr<FileReader>& file,
+            const Differs& differs) const {
     const size_t slot = f < files_.size() ? files_[f] + static_cast<size_t>(r.record) : 0;
     if (f < files_.size() && slot < slots_.size() && slots_[slot] >= 0 &&
         (f + 1 == files_.size() || slot < files_[f + 1])) {
@@ -173,11 +172,12 @@ class CifarSource final : public detail::StagedSource<CifarRecord> {
       return;
     }
     if (!file) file = std::make_unique<FileReader>(opt_.paths[f]);
-    for (; at < r.record; ++at) {
-      if (file->read_full(skip.data(), skip.size()) != skip.size()) differs(r, "is gone");
+    try {
+      file->seek(static_cast<uint64_t>(r.record) * kCifar10RecordBytes);
+    } catch (const IoError&) {  // the data ends before the record
+      differs(r, "is gone");
     }
     if (file->read_full(r.bytes.data(), r.bytes.size()) != r.bytes.size()) differs(r, "is gone");
-    at = r.record + 1;
   }
 
   void save_input(dataflow::StateWriter& state) const override {

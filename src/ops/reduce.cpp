@@ -319,7 +319,6 @@ class Windows {
   static int64_t clamp_window(double q) {
     return static_cast<int64_t>(std::clamp(q, -kMaxWindow, kMaxWindow));
   }
-  int64_t window_of(double t) const { return clamp_window(std::floor(t / spec_.size)); }
   double window_start(int64_t w) const { return static_cast<double>(w) * spec_.size; }
   double window_end(int64_t w) const { return static_cast<double>(w + 1) * spec_.size; }
 
@@ -348,13 +347,14 @@ class Windows {
       ctx.dead_letter("time column \"" + spec_.time_column + "\" is not finite", std::to_string(t));
       return std::nullopt;
     }
-    if (!(std::fabs(std::floor(t / spec_.size)) < kMaxWindow)) {
+    const double q = std::floor(t / spec_.size);
+    if (!(std::fabs(q) < kMaxWindow)) {
       ctx.dead_letter(fmt::format("time column \"{}\" is {}, too far from 0 for windows of {} s",
                                   spec_.time_column, t, spec_.size),
                       fmt::format("t={}", t));
       return std::nullopt;
     }
-    int64_t w = window_of(t);
+    const int64_t w = static_cast<int64_t>(q);
     if (closed(w)) {
       ctx.dead_letter("late record" + what + ": its window [" + std::to_string(window_start(w)) + ", " +
                           std::to_string(window_end(w)) + ") already closed",
