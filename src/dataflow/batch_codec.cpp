@@ -187,4 +187,26 @@ Batch decode_batch(std::shared_ptr<const void> owner, const std::byte* payload, 
   return b;
 }
 
+// The payload laid out by the frame rule: meta, then each part at its aligned offset.
+std::string encode_batch_bytes(const BatchPtr& batch) {
+  runtime::OutFrame f;
+  encode_batch(batch, f);
+  std::vector<size_t> sizes;
+  for (const runtime::Segment& s : f.parts) sizes.push_back(s.size);
+  const std::vector<size_t> offsets = runtime::part_offsets(f.meta.size(), sizes);
+  std::string out(f.payload_bytes(), '\0');
+  if (!f.meta.empty()) std::memcpy(out.data(), f.meta.data(), f.meta.size());
+  for (size_t i = 0; i < f.parts.size(); ++i) {
+    if (f.parts[i].size > 0) std::memcpy(out.data() + offsets[i], f.parts[i].data, f.parts[i].size);
+  }
+  return out;
+}
+
+Batch decode_batch_bytes(std::string_view bytes) {
+  // The decoder wants its payload 64-byte aligned (zero-copy columns point into it).
+  std::shared_ptr<std::byte> buf = runtime::allocate_aligned(bytes.size());
+  if (!bytes.empty()) std::memcpy(buf.get(), bytes.data(), bytes.size());
+  return decode_batch(buf, buf.get(), bytes.size());
+}
+
 }  // namespace tensair::dataflow

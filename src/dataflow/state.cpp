@@ -17,20 +17,9 @@ void StateWriter::put_bytes(const void* data, size_t size) {
 void StateWriter::put_batch(const BatchPtr& batch) {
   put<uint8_t>(batch ? 1 : 0);
   if (!batch) return;
-  runtime::OutFrame f;
-  encode_batch(batch, f);
-  const size_t payload = f.payload_bytes();
-  std::vector<size_t> sizes;
-  for (const runtime::Segment& s : f.parts) sizes.push_back(s.size);
-  const std::vector<size_t> offsets = runtime::part_offsets(f.meta.size(), sizes);
-  put<uint64_t>(payload);
-  const size_t start = out_.size();
-  out_.resize(start + payload, '\0');
-  char* base = out_.data() + start;
-  if (!f.meta.empty()) std::memcpy(base, f.meta.data(), f.meta.size());
-  for (size_t i = 0; i < f.parts.size(); ++i) {
-    if (f.parts[i].size > 0) std::memcpy(base + offsets[i], f.parts[i].data, f.parts[i].size);
-  }
+  const std::string payload = encode_batch_bytes(batch);
+  put<uint64_t>(payload.size());
+  if (!payload.empty()) append(payload.data(), payload.size());
 }
 
 const char* StateReader::take(size_t n) {
@@ -66,11 +55,8 @@ BatchPtr StateReader::get_batch() {
   if (present != 1) fail("bad batch marker " + std::to_string(present));
   const uint64_t n = get_count(1);
   const char* p = take(static_cast<size_t>(n));
-  // The decoder wants its payload 64-byte aligned (zero-copy columns point into it).
-  std::shared_ptr<std::byte> buf = runtime::allocate_aligned(static_cast<size_t>(n));
-  if (n > 0) std::memcpy(buf.get(), p, static_cast<size_t>(n));
   try {
-    return share(decode_batch(buf, buf.get(), static_cast<size_t>(n)));
+    return share(decode_batch_bytes({p, static_cast<size_t>(n)}));
   } catch (const Error& e) {
     fail(std::string("holds a damaged batch: ") + e.what());
   }

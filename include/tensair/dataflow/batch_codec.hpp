@@ -9,6 +9,8 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "tensair/dataflow/batch.hpp"
@@ -25,5 +27,11 @@ void encode_batch(const BatchPtr& batch, runtime::OutFrame& frame);
 // Decodes a payload produced by encode_batch (laid out by the frame rule). `owner` keeps
 // `payload` alive and is shared by the returned columns.
 Batch decode_batch(std::shared_ptr<const void> owner, const std::byte* payload, size_t size);
+
+// The same payload as one contiguous byte string (checkpoint state, Kafka messages of format
+// "tensair"), and back: decode_batch_bytes copies `bytes` into an aligned buffer the columns
+// share, and throws DataError as decode_batch does.
+std::string encode_batch_bytes(const BatchPtr& batch);
+Batch decode_batch_bytes(std::string_view bytes);
 
 }  // namespace tensair::dataflow
