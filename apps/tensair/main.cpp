@@ -8,6 +8,7 @@
 //   tensair detect --detector NAME [--param K=V ...] [--json] FILE   (drift_commands.hpp)
 //   tensair drift-eval [--quick] [--json PATH]
 //   tensair report OUT [--x time|step] [--open]                      (report_command.hpp)
+//   tensair kafka-mock [--port P] [--topic NAME:PARTITIONS ...]    (kafka_mock_command.hpp)
 //
 // Exit codes: 0 success, 1 the job failed while running, 2 bad command line, job file or input
 // (nothing was run), 128 + N after a clean stop on signal N. Errors are one line on stderr:
@@ -25,6 +26,7 @@
 #include <iostream>
 
 #include "drift_commands.hpp"
+#include "kafka_mock_command.hpp"
 #include "launch_command.hpp"
 #include "report_command.hpp"
 #include "run_command.hpp"
@@ -35,6 +37,7 @@
 #include "tensair/job/job.hpp"
 #include "tensair/drift/operator.hpp"
 #include "tensair/io/types.hpp"
+#include "tensair/kafka/kafka.hpp"
 #include "tensair/model/model.hpp"
 #include "tensair/runtime/transport.hpp"
 
@@ -57,6 +60,7 @@ int main(int argc, char** argv) {
   tensair::model::register_job_types();
   tensair::io::register_job_types();
   tensair::drift::register_job_types();
+  tensair::kafka::register_job_types();
   CLI::App app{"TensAIR: train and serve neural networks online, from data streams, over MPI.\n"
                "Run a job in one process with `tensair run JOB.toml`, on N ranks with\n"
                "`mpirun -np N tensair run JOB.toml`."};
@@ -88,14 +92,17 @@ int main(int argc, char** argv) {
   tensair::apps::add_drift_commands(app, drift_exit);
   int report_exit = -1;  // set by report, which runs while parsing
   tensair::apps::add_report_command(app, report_exit);
+  int kafka_mock_exit = -1;  // set by kafka-mock, which runs while parsing
+  tensair::apps::add_kafka_mock_command(app, kafka_mock_exit);
 
   const std::string first = argc > 1 ? argv[1] : "";
   if (!first.empty() && first[0] != '-' && first != "run" && first != "launch" && first != "validate" &&
-      first != "operators" && first != "detect" && first != "drift-eval" && first != "report") {
+      first != "operators" && first != "detect" && first != "drift-eval" && first != "report" &&
+      first != "kafka-mock") {
     if (tensair::apps::launcher_rank() == 0) {
       std::fprintf(stderr,
                    "tensair: error: unknown command \"%s\" (commands: run, launch, validate, operators, detect, "
-                   "drift-eval, report; see tensair --help)\n",
+                   "drift-eval, report, kafka-mock; see tensair --help)\n",
                    argv[1]);
     }
     return 2;
@@ -124,6 +131,7 @@ int main(int argc, char** argv) {
   }
   if (drift_exit >= 0) return drift_exit;
   if (report_exit >= 0) return report_exit;
+  if (kafka_mock_exit >= 0) return kafka_mock_exit;
   try {
     if (run->parsed()) return tensair::apps::run_command(run_args);
     if (launch->parsed()) return tensair::apps::launch_command(launch_args);

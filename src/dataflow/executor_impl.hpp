@@ -184,6 +184,7 @@ class Instance final : public Context {
   void sync_at_checkpoint(int fd) override;
   bool cancelled() const override;
   bool yield_requested() const override;
+  CheckpointView checkpoints() const override;
 
   // Set-up, before the thread starts: the snapshot tracker over the input channels, and the
   // restored state (when resuming; its recorded items are moved out).
@@ -261,6 +262,7 @@ class Instance final : public Context {
   std::atomic<uint64_t> source_trigger_{0};
   std::atomic<uint64_t> source_complete_{0};
   uint64_t source_completed_ = 0;
+  uint64_t snapshot_id_ = 0;  // the checkpoint whose snapshot() runs now (checkpoints())
   uint64_t records_since_request_ = 0;
   bool records_request_sent_ = false;
 };

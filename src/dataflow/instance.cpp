@@ -68,6 +68,19 @@ bool Instance::yield_requested() const {
          (tracker && source_trigger_.load() > tracker->done());
 }
 
+Context::CheckpointView Instance::checkpoints() const {
+  CheckpointView v;
+  v.enabled = impl.checkpoints_on();
+  v.periodic = v.enabled && (impl.opt.checkpoint.every_s > 0 || impl.opt.checkpoint.every_records > 0);
+  v.snapshot_id = snapshot_id_;
+  {
+    std::lock_guard lock(impl.mu);
+    v.last_complete = impl.last_complete;
+  }
+  v.stopping = impl.sources_stop.load();
+  return v;
+}
+
 std::string Instance::graph_port(int port) const {
   return impl.graph.operators()[static_cast<size_t>(op)].outputs[static_cast<size_t>(port)].name;
 }
@@ -517,7 +530,9 @@ void Instance::take_snapshot(uint64_t checkpoint) {
   snap_engine_ = save_engine_state();
   StateWriter w;
   const double t0 = impl.elapsed();
+  snapshot_id_ = checkpoint;
   op_impl->snapshot(w, *this);
+  snapshot_id_ = 0;
   snap_operator_ = w.take();
   log().debug("{:.3f} s: checkpoint {}: {} wrote {} bytes of operator state in {:.3f} s",
               impl.elapsed(), checkpoint, context(), snap_operator_.size(), impl.elapsed() - t0);

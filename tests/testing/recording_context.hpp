@@ -61,6 +61,9 @@ class RecordingContext final : public dataflow::Context {
   }
   bool cancelled() const override { return false; }
   bool yield_requested() const override { return false; }
+  // The checkpoints the operator sees (checkpoints off unless a test sets them).
+  CheckpointView checkpoints() const override { return checkpoints_; }
+  void set_checkpoints(const CheckpointView& v) { checkpoints_ = v; }
 
   // The batches emitted on `port` so far, in order (empty for a port never emitted on).
   const std::vector<dataflow::BatchPtr>& emitted(int port = 0) const {
@@ -91,6 +94,7 @@ class RecordingContext final : public dataflow::Context {
   std::vector<nlohmann::json> events_;
   std::optional<std::chrono::steady_clock::time_point> timer_;
   std::vector<int> synced_;
+  CheckpointView checkpoints_;
 };
 
 }  // namespace tensair::testing

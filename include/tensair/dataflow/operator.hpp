@@ -121,6 +121,20 @@ class Context {
   // default (a Context outside the engine, in tests) fsyncs at once. Throws IoError.
   virtual void sync_at_checkpoint(int fd);
 
+  // The job's checkpoints as an operator that commits to an outside system (a Kafka sink) sees
+  // them. `snapshot_id` is the checkpoint being taken, in snapshot() only (0 elsewhere);
+  // `last_complete` the newest checkpoint complete on every rank (0: none yet); `stopping` is
+  // true once the job stops on a signal (its last checkpoint taken, output after it will be
+  // produced again by a resumed run). The default (outside the engine) has checkpoints off.
+  struct CheckpointView {
+    bool enabled = false;   // the job takes checkpoints (a [checkpoint] table)
+    bool periodic = false;  // by time or record count, not only when the job stops
+    uint64_t snapshot_id = 0;
+    uint64_t last_complete = 0;
+    bool stopping = false;
+  };
+  virtual CheckpointView checkpoints() const { return {}; }
+
   // True once the job is stopping because of an error; long loops should check it.
   virtual bool cancelled() const = 0;
   // Sources: true when the engine wants produce() to return soon (a checkpoint barrier or a
