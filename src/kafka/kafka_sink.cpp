@@ -351,7 +351,7 @@ class KafkaSinkDef final : public dataflow::OperatorDef {
     if (o_.format != Format::kJson && o_.format != Format::kTensair)
       throw ConfigError(std::string("format \"") + format_name(o_.format) + "\": a sink writes json or tensair");
     if (o_.format == Format::kTensair && (!o_.key.empty() || !o_.columns.empty())) {
-      throw ConfigError("key and columns need format = \"json\" (a tensair message holds a whole batch)");
+      throw ConfigError("key_column and columns need format = \"json\" (a tensair message holds a whole batch)");
     }
   }
   std::string type() const override { return "kafka_sink"; }

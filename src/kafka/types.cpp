@@ -70,7 +70,7 @@ std::shared_ptr<const dataflow::OperatorDef> build_sink(const Params& p) {
   o.topic = p.str("topic");
   o.format = format_key(p, "json");
   o.columns = p.strings("columns", std::vector<std::string>{});
-  o.key = p.str("key", "");
+  o.key = p.str("key_column", "");
   o.exactly_once = p.boolean("exactly_once", true);
   o.transactional_id = p.str("transactional_id", "");
   o.properties = properties(p);

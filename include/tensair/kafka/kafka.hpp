@@ -13,7 +13,7 @@
 // (what `start = "committed"` and lag monitoring read), never as messages are read.
 //
 // Sink. format "json": one message per row (a JSON object of the columns, as jsonl_sink writes
-// it), keyed by `key` when given; "tensair": one message per batch (the batch codec). With
+// it), keyed by the value of `key_column` when given; "tensair": one message per batch (the batch codec). With
 // `exactly_once` (the default) the sink writes what arrives between two checkpoint barriers to a
 // spool file (OUT/kafka-spool/<operator>-<instance>/), and when checkpoint k completes it
 // produces the spooled records of every segment up to k in one Kafka transaction that also
@@ -63,7 +63,7 @@ struct KafkaSinkOptions {
   std::string topic;
   Format format = Format::kJson;     // json or tensair
   std::vector<std::string> columns;  // json: the columns written, in order (empty: all)
-  std::string key;                   // json: the column whose value keys each message
+  std::string key;                   // json: the column whose value keys each message (key_column)
   bool exactly_once = true;
   // The transactional id is "<transactional_id>-<instance>"; empty: "tensair.<job>.<operator>".
   std::string transactional_id;
