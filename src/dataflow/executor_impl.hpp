@@ -391,6 +391,9 @@ class Impl {
   std::string log_metrics, log_dead;                             // pending lines from this rank
   std::vector<std::pair<LogStream, std::string>> received_logs;  // rank 0: from other ranks
   std::map<std::string, json> remote_snapshots;  // rank 0: latest operator line per instance
+  // The latest consumer lag of each Kafka source instance ("kafka_lag" events), for the
+  // progress line: "operator#instance" -> (operator, messages behind).
+  std::map<std::string, std::pair<std::string, int64_t>> source_lag;
   bool stop_requested = false;  // this rank asked rank 0 for a stop (or is rank 0 and began it)
   bool stop_begun = false;      // rank 0: the job-wide stop has begun
   int ranks_finished = 0;       // rank 0: ranks whose instances have all finished

@@ -73,6 +73,13 @@ void Impl::write_log(LogStream stream, const std::string& text) {
       size_t end = text.find('\n', pos);
       if (end == std::string::npos) end = text.size();
       std::string_view line(text.data() + pos, end - pos);
+      if (line.find("\"event\":\"kafka_lag\"") != std::string_view::npos) {
+        json j = json::parse(line, nullptr, false);
+        if (!j.is_discarded()) {
+          const std::string op = j.value("operator", "");
+          source_lag[op + "#" + std::to_string(j.value("instance", 0))] = {op, j.value("total", int64_t{0})};
+        }
+      }
       if (line.find("\"type\":\"operator\"") != std::string_view::npos) {
         json j = json::parse(line, nullptr, false);
         if (!j.is_discarded()) {
@@ -248,7 +255,13 @@ void Impl::progress_line(bool final) {
     if (final) rate = t > 0 ? static_cast<double>(records) / t : 0;
     prev = {t, records};
     line += " " + name + ": " + human(static_cast<double>(records)) + " rec (" + human(rate) +
-            " rec/s)";
+            " rec/s";
+    int64_t lag = -1;
+    for (const auto& [key, v] : source_lag) {
+      if (v.first == name) lag = std::max<int64_t>(lag, 0) + v.second;
+    }
+    if (lag >= 0) line += ", lag " + human(static_cast<double>(lag));
+    line += ")";
   }
   line += " | in flight " + human_bytes(in_flight);
   {

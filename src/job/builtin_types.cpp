@@ -136,6 +136,20 @@ bool registered = [] {
       p.fail("pattern", e.what());
     }
   }});
+  register_operator_type({"hash_features", "text to a float32[dim] hashed bag of words (the hashing trick)", [](const Params& p) {
+    ops::HashFeaturesOptions o;
+    o.column = p.str("column", o.column);
+    o.pattern = p.str("pattern", o.pattern);
+    o.lowercase = p.boolean("lowercase", o.lowercase);
+    o.dim = p.integer("dim", o.dim, 1, int64_t{1} << 24);
+    o.ngrams = static_cast<int>(p.integer("ngrams", o.ngrams, 1, 2));
+    o.output = p.str("output", o.output);
+    try {
+      return ops::hash_features(o);
+    } catch (const ConfigError& e) {
+      p.fail("pattern", e.what());
+    }
+  }});
   register_operator_type({"filter", "keeps rows where column <op> value", [](const Params& p) {
     ops::CompareOptions o;
     o.column = p.str("column");

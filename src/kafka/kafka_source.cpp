@@ -10,6 +10,7 @@
 #include "kafka/message_codec.hpp"
 #include "tensair/common/error.hpp"
 #include "tensair/common/log.hpp"
+#include "tensair/common/metrics_registry.hpp"
 #include "tensair/dataflow/state.hpp"
 #include "tensair/kafka/kafka.hpp"
 #include "tensair/ops/operator_state.hpp"
@@ -44,6 +45,7 @@ struct PartitionState {
   int64_t end = -1;                         // stop_at_end: the end offset seen at start
   bool done = false;                        // stop_at_end: reached `end`
   int64_t high = -1;                        // the latest high watermark known (lag)
+  metrics::Gauge* lag = nullptr;            // tensair_kafka_consumer_lag of the partition
 };
 
 class KafkaSource final : public dataflow::Operator {
@@ -286,6 +288,14 @@ class KafkaSource final : public dataflow::Operator {
       if (p.high < 0) continue;
       const int64_t l = std::max<int64_t>(0, p.high - std::max<int64_t>(p.next, 0));
       lag[to_string(p.tp)] = l;
+      if (!p.lag) {
+        p.lag = &metrics::registry().gauge(
+            "tensair_kafka_consumer_lag",
+            "Messages of the partition not yet read by the source (high watermark - position)",
+            {{"operator", ctx.info().name}, {"topic", p.tp.topic},
+             {"partition", std::to_string(p.tp.partition)}});
+      }
+      p.lag->set(static_cast<double>(l));
       total += l;
     }
     ctx.log_event({{"event", "kafka_lag"}, {"lag", lag}, {"total", total}, {"records", records_}});

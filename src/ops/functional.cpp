@@ -1,6 +1,10 @@
 #include "tensair/ops/functional.hpp"
 
+#include <algorithm>
 #include <bitset>
+#include <cmath>
+
+#include "common/hash.hpp"
 
 namespace tensair::ops {
 
@@ -8,6 +12,8 @@ using dataflow::Batch;
 using dataflow::BatchBuilder;
 using dataflow::BatchPtr;
 using dataflow::Column;
+using dataflow::ColumnBuilder;
+using dataflow::ColumnSpec;
 using dataflow::Context;
 using dataflow::DType;
 using dataflow::OperatorDef;
@@ -177,6 +183,77 @@ std::shared_ptr<const OperatorDef> tokenize(TokenizeOptions o) {
           }
         }
         if (out.rows() > 0) ctx.emit(0, out.finish());
+      },
+      description);
+}
+
+std::shared_ptr<const OperatorDef> hash_features(HashFeaturesOptions o) {
+  if (o.dim < 1 || o.dim > (int64_t{1} << 24)) throw ConfigError("dim must be between 1 and 2^24");
+  if (o.ngrams < 1 || o.ngrams > 2) throw ConfigError("ngrams must be 1 or 2");
+  const std::bitset<256> set = parse_class(o.pattern);
+  const ColumnSpec feature{o.output, DType::kFloat32, {o.dim}};
+  std::string description = "column=" + o.column + " dim=" + std::to_string(o.dim) +
+                            " ngrams=" + std::to_string(o.ngrams) + " output=" + o.output;
+  return std::make_shared<UnaryDef>(
+      "hash_features",
+      [o, feature](const std::optional<Schema>& in) -> std::optional<Schema> {
+        if (!in) return std::nullopt;
+        const auto& c = need_column(*in, o.column);
+        if (c.dtype != DType::kString) {
+          throw ConfigError("column \"" + o.column + "\" is " + std::string(dtype_name(c.dtype)) +
+                            ", hash_features needs a string column");
+        }
+        Schema out;
+        for (const ColumnSpec& s : *in) {
+          if (s.name != o.output) out.push_back(s);
+        }
+        out.push_back(feature);
+        return out;
+      },
+      [o, set, feature](const BatchPtr& b, Context& ctx) {
+        const Column& col = b->column(o.column);
+        ColumnBuilder out(feature);
+        std::vector<float> v(static_cast<size_t>(o.dim));
+        std::string token;
+        uint64_t prev = 0;
+        bool have_prev = false;
+        auto add = [&](uint64_t h) {
+          const size_t i = static_cast<size_t>((h >> 1) % static_cast<uint64_t>(o.dim));
+          v[i] += (h & 1) ? 1.0f : -1.0f;
+        };
+        for (int64_t r = 0; r < b->rows(); ++r) {
+          std::fill(v.begin(), v.end(), 0.0f);
+          std::string_view s = col.str(r);
+          token.clear();
+          have_prev = false;
+          for (size_t i = 0; i <= s.size(); ++i) {
+            unsigned char c = i < s.size() ? static_cast<unsigned char>(s[i]) : 0;
+            if (o.lowercase && c >= 'A' && c <= 'Z') c = static_cast<unsigned char>(c - 'A' + 'a');
+            if (i < s.size() && set.test(c)) {
+              token += static_cast<char>(c);
+            } else if (!token.empty()) {
+              const uint64_t h = hash_bytes(token);
+              add(h);
+              if (o.ngrams == 2 && have_prev) add(hash_u64(prev * 31 + h));
+              prev = h;
+              have_prev = true;
+              token.clear();
+            }
+          }
+          double norm = 0;
+          for (float x : v) norm += static_cast<double>(x) * x;
+          if (norm > 0) {
+            const float k = static_cast<float>(1.0 / std::sqrt(norm));
+            for (float& x : v) x *= k;
+          }
+          out.append_values(v.data(), v.size());
+        }
+        std::vector<Column> cols;
+        for (const Column& c : b->columns()) {
+          if (c.name() != o.output) cols.push_back(c);
+        }
+        cols.push_back(out.finish());
+        ctx.emit(0, Batch(std::move(cols)));
       },
       description);
 }

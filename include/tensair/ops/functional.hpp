@@ -44,6 +44,23 @@ struct TokenizeOptions {
 };
 std::shared_ptr<const dataflow::OperatorDef> tokenize(TokenizeOptions options);
 
+// Text to features by the hashing trick (Weinberger et al. 2009; Vowpal Wabbit, scikit-learn's
+// HashingVectorizer): the string column `column` is split into tokens as tokenize does
+// (`pattern`, `lowercase`); every token (and, with ngrams = 2, every pair of neighbouring
+// tokens) adds +1 or -1 (a second hash bit: collisions cancel out on average) at index
+// hash(token) mod `dim` of a float32[dim] vector, which is then scaled to unit length. Adds
+// the column `output`; every input column passes through. No vocabulary is kept, so an endless
+// stream whose words change needs no refit and the operator has no state.
+struct HashFeaturesOptions {
+  std::string column = "text";
+  std::string pattern = "[a-z0-9']+";
+  bool lowercase = true;
+  int64_t dim = 1024;
+  int ngrams = 1;
+  std::string output = "x";
+};
+std::shared_ptr<const dataflow::OperatorDef> hash_features(HashFeaturesOptions options);
+
 // Keeps rows where `column <op> value`; op is one of == != < <= > >=. A number compares with
 // numeric columns, a string with string columns (byte order).
 struct CompareOptions {
