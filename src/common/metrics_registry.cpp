@@ -8,6 +8,7 @@
 //   them, and a collector never runs after its handle is gone.
 #include "tensair/common/metrics_registry.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
@@ -52,9 +53,10 @@ std::string format_value(double v) {
     std::snprintf(buf, sizeof buf, "%.0f", v);
     return buf;
   }
+  // The shortest text that reads back as the same double.
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, end);
 }
 
 // HELP text escaping: backslash and newline (quotes stay as they are).

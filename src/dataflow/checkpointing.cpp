@@ -197,6 +197,7 @@ void Impl::checkpoint_tick() {
                  {"reason", settle->trigger.reason},
                  {"duration_s", duration},
                  {"bytes", bytes}});
+      live_metrics.checkpoint_completed(id, duration, bytes);
       json manifest = read_manifest(checkpoint_root() / checkpoint_folder_name(id)).to_json();
       for (int r = 0; r < world; ++r)
         control(r, FrameKind::kCkptComplete, 0, id, text_bytes(manifest.dump()));

@@ -342,6 +342,7 @@ RunOutcome Impl::run() {
     agree_on_resume();
     if (resumed_from) load_rank_file(resumed_from);
     if (!cancelled.load()) open_metrics();
+    if (!cancelled.load()) live_metrics.start(*this);
   } catch (const Error& e) {
     // A decision every rank reached alike (origin 0), or this rank's own failure.
     fail(e.what(), e.kind(), e.exit_code(), e.from_other_rank() ? e.origin_rank() : rank);
@@ -453,6 +454,7 @@ void Impl::main_loop() {
 // the end line, and the outcome or the job's error.
 RunOutcome Impl::finish_run() {
   snapshot_metrics(true);
+  live_metrics.stop();
   flush_logs(true);
   bool lost = false;
   std::vector<int> lost_now;

@@ -50,6 +50,7 @@
 
 #include "dataflow/checkpoint_coordinator.hpp"
 #include "dataflow/inbox.hpp"
+#include "dataflow/live_metrics.hpp"
 #include "dataflow/snapshot_tracker.hpp"
 #include "dataflow/termination.hpp"
 #include "runtime/credit_gate.hpp"
@@ -402,6 +403,9 @@ class Impl {
   // Resume agreement.
   std::vector<std::optional<json>> restore_offers;  // rank 0: per rank
   std::optional<std::pair<uint64_t, json>> restore_decision;
+
+  // The engine's counters for GET /metrics (live_metrics.hpp).
+  LiveMetrics live_metrics;
 
   // Checkpoints. The coordinator is rank 0's, guarded by mu; the rest by ckpt_mu.
   std::optional<CheckpointCoordinator> coordinator;

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "tensair/common/error.hpp"
+#include "tensair/common/metrics_registry.hpp"
 #include "tensair/dataflow/state.hpp"
 #include "tensair/job/registry.hpp"
 
@@ -89,6 +90,13 @@ class DetectorDef final : public dataflow::OperatorDef {
         int64_t position = records ? records->as_int64(r) : index;
         ctx.log_event({{"kind", "drift"}, {"detector", detector_->name()}, {"index", position}, {"values", index}, {"step", s},
                        {"version", ver}, {"model_rank", rk}, {"state", detector_->state()}});
+        const dataflow::InstanceInfo& info = ctx.info();
+        metrics::registry()
+            .counter("tensair_drift_detections_total", "Changes the drift detector reported",
+                     {{"operator", info.name},
+                      {"instance", std::to_string(info.instance)},
+                      {"rank", std::to_string(info.rank)}})
+            .inc();
         BatchBuilder control(control_schema());
         control.column(0).append_string("start");
         if (o_.reset_optimizer) control.column(0).append_string("reset_optimizer");

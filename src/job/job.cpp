@@ -276,6 +276,10 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
               "records (a number between 0 and 1), e.g. 1000 or 0.01");
     }
   }
+  // GET /metrics on metrics_port + rank (docs/serving.md).
+  if (jp.has("metrics_port"))
+    job.executor.metrics_port = static_cast<int>(jp.integer("metrics_port", 0, 0, 65535));
+  job.executor.metrics_host = jp.str("metrics_host", job.executor.metrics_host);
   jp.check_all_used();
 
   // [checkpoint]: job-wide checkpoints, on when the table is there (docs/fault-tolerance.md).

@@ -87,7 +87,8 @@ ModelInstance::ModelInstance(const ModelOptions& o, const dataflow::InstanceInfo
       net_(o.network, o.seed),
       shapes_(parameter_shapes(net_)),
       replication_(replication_options(o), info.instance, info.instances, shapes_),
-      training_(o.training != Training::kNever) {
+      training_(o.training != Training::kNever),
+      metrics_(info) {
   threads_ = o_.threads > 0 ? o_.threads : default_threads(info.world_size);
   at::set_num_threads(threads_);
   opt_ = make_optimizer(o_.optimizer, net_.parameters());
@@ -110,6 +111,10 @@ void ModelInstance::open(Context& ctx) {
                  {"version", replication_.version()}});
   // After a restore, credit is fresh: what waited for it goes now.
   replication_.resume(*this);
+  if (o_.serve_port || o_.snapshot_every.on()) {
+    live_ = std::make_unique<LiveReplica>(o_, info_);
+    live_->tick(net_, replication_.version(), replication_.own_steps(), ctx, /*force=*/true);
+  }
 }
 
 void ModelInstance::process(int port, const BatchPtr& batch, Context& ctx) {
@@ -134,6 +139,8 @@ void ModelInstance::process(int port, const BatchPtr& batch, Context& ctx) {
     default:
       break;
   }
+  // Between two batches the weights are one version: the time to copy them when due.
+  if (live_) live_->tick(net_, replication_.version(), replication_.own_steps(), ctx);
 }
 
 void ModelInstance::on_input_done(int port, Context& ctx) {
@@ -153,6 +160,7 @@ void ModelInstance::on_finish(Context& ctx) {
   // Every peer has finished and the exchange is quiet: fold what is left.
   replication_.finish(*this);
   if (!eval_set_.empty()) evaluate();
+  if (live_) live_->finish(net_, replication_.version(), replication_.own_steps(), ctx);
   if (!o_.export_path.empty()) {
     std::filesystem::path p = substitute_rank(o_.export_path.string(), info_.rank);
     if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
@@ -650,11 +658,23 @@ void ModelInstance::emit_metrics(const char* phase, double loss, double acc, int
   rate_samples_ += samples;
   if (dt >= 1.0) {
     rate_ = static_cast<double>(rate_samples_) / dt;
+    step_rate_ = static_cast<double>(replication_.own_steps() - rate_steps_) / dt;
     rate_samples_ = 0;
+    rate_steps_ = replication_.own_steps();
     last_rate_time_ = now;
   }
   const double smean = replication_.window_staleness_mean();
   const int64_t smax = replication_.window_staleness_max();
+  metrics_.loss(phase).set(loss);
+  metrics_.accuracy(phase).set(acc);
+  metrics_.version->set(static_cast<double>(replication_.version()));
+  metrics_.steps->set_total(static_cast<double>(replication_.own_steps()));
+  metrics_.records->set_total(static_cast<double>(samples_ + predictions_));
+  metrics_.samples_per_s->set(rate_);
+  metrics_.steps_per_s->set(step_rate_);
+  metrics_.staleness_mean->set(smean);
+  metrics_.staleness_max->set(static_cast<double>(smax));
+  metrics_.training->set(training_ ? 1 : 0);
   dataflow::BatchBuilder b(metrics_schema());
   b.column(0).append<int64_t>(info_.rank);
   b.column(1).append<int64_t>(replication_.own_steps());

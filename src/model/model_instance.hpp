@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "model/live_replica.hpp"
+#include "model/model_metrics.hpp"
 #include "model/network.hpp"
 #include "model/replication.hpp"
 #include "tensair/dataflow/operator.hpp"
@@ -113,6 +115,12 @@ class ModelInstance final : public dataflow::Operator, private ReplicaLink {
   int64_t rate_samples_ = 0, metric_rows_ = 0;
   double rate_ = 0;
   int64_t probed_classes_ = 0;  // a TorchScript network's output width; -1: not [batch, C]
+  int64_t rate_steps_ = 0;      // own steps at the start of the rate window
+  double step_rate_ = 0;
+
+  ModelMetrics metrics_;
+  // The endpoint and snapshot files (serve_port, snapshot_every); null when neither is on.
+  std::unique_ptr<LiveReplica> live_;
 };
 
 }  // namespace tensair::model

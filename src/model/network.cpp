@@ -191,4 +191,11 @@ void Network::save(const std::string& path) const {
   }
 }
 
+torch::jit::Module Network::copy_for_inference() const {
+  at::NoGradGuard no_grad;
+  torch::jit::Module copy = module_.clone();  // deep: slots are deep-copied, tensors cloned
+  copy.eval();
+  return copy;
+}
+
 }  // namespace tensair::model

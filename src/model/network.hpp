@@ -35,6 +35,11 @@ class Network {
   // Writes a TorchScript file that torch.jit.load (Python or C++) loads and runs.
   void save(const std::string& path) const;
 
+  // A deep copy of the module (parameters and buffers cloned) in eval mode, for serving and
+  // snapshots: later training steps do not change it. Call from the training thread, between
+  // steps, so the copy is one consistent version of the weights.
+  torch::jit::Module copy_for_inference() const;
+
  private:
   torch::jit::Module module_;
   std::vector<at::Tensor> params_;

@@ -10,7 +10,11 @@
 //   epochs_for_convergence, eval_every, max_steps, nan_policy = "skip" | "error", warmup_steps
 //   export, csv, log_every (checkpoints: the job's [checkpoint] table)
 //   vocab_file, embeddings, probe_words, neighbours (skipgram)
+//   serve_port, serve_host, serve_every, serve_max_batch, serve_max_request_bytes,
+//   snapshot_every, snapshot_dir, snapshot_keep (docs/serving.md)
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "tensair/job/registry.hpp"
 #include "tensair/model/model.hpp"
@@ -18,6 +22,41 @@
 namespace tensair::model {
 
 namespace {
+
+// A cadence: a count of model versions (an integer >= 1) or a duration ("30s", "500ms").
+Every every(const job::Params& p, const std::string& key, Every def) {
+  const toml::node* n = p.node(key);
+  if (!n) return def;
+  Every e;
+  if (auto count = n->value_exact<int64_t>()) {
+    if (*count < 1) p.fail(key, "expected a count of versions >= 1 or a duration like \"30s\"");
+    e.versions = *count;
+    return e;
+  }
+  const auto text = n->value_exact<std::string>();
+  double scale = 0;
+  std::string number;
+  if (text && text->ends_with("ms")) {
+    scale = 1e-3;
+    number = text->substr(0, text->size() - 2);
+  } else if (text && text->ends_with("s")) {
+    scale = 1;
+    number = text->substr(0, text->size() - 1);
+  }
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = scale > 0 && !number.empty() ? std::stod(number, &used) : 0;
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (scale == 0 || used != number.size() || !(v > 0) || !std::isfinite(v)) {
+    p.fail(key, "expected a count of model versions (e.g. 50) or a positive duration in "
+                "seconds or milliseconds (e.g. \"30s\", \"500ms\")");
+  }
+  e.seconds = v * scale;
+  return e;
+}
 
 ModelOptions model_options(const job::Params& p) {
   ModelOptions o;
@@ -119,6 +158,16 @@ ModelOptions model_options(const job::Params& p) {
   if (p.has("embeddings")) o.embeddings_path = p.output_path("embeddings");
   o.probe_words = p.strings("probe_words", std::vector<std::string>{});
   o.neighbours = static_cast<int>(p.integer("neighbours", 8, 1, 1000));
+  if (p.has("serve_port")) o.serve_port = static_cast<int>(p.integer("serve_port", 0, 0, 65535));
+  o.serve_host = p.str("serve_host", o.serve_host);
+  o.serve_every = every(p, "serve_every", o.serve_every);
+  o.serve_max_batch = p.integer("serve_max_batch", o.serve_max_batch, 1, 1 << 20);
+  o.serve_max_request_bytes =
+      p.integer("serve_max_request_bytes", o.serve_max_request_bytes, 1024, int64_t{1} << 32);
+  o.snapshot_every = every(p, "snapshot_every", Every{});
+  if (o.snapshot_every.on() || p.has("snapshot_dir"))
+    o.snapshot_dir = p.output_path("snapshot_dir", "snapshots/" + p.section());
+  o.snapshot_keep = p.integer("snapshot_keep", 0, 0);
   return o;
 }
 

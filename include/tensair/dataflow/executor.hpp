@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,11 @@ struct ExecutorOptions {
   // 100 records on). A stream that is mostly garbage then fails instead of running on.
   uint64_t max_dead_letters = 0;
   double max_dead_letter_fraction = 0;
+  // GET /metrics (Prometheus text, docs/metrics.md) on metrics_host:metrics_port + rank, for
+  // jobs whose models serve none (a model's serve_port has /metrics too); 0: a free port,
+  // logged. Unset: no server (the registry is filled all the same).
+  std::optional<int> metrics_port;
+  std::string metrics_host = "127.0.0.1";
   // Polled by the executor; a non-zero value (the signal number, set by a signal handler)
   // asks for a clean stop of the whole job. Null: no stops.
   const std::atomic<int>* stop_signal = nullptr;

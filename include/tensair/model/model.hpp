@@ -103,6 +103,15 @@ struct OptimizerOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam
 };
 
+// How often something happens while a model trains: every `versions` model versions (updates
+// applied: this replica's own steps plus its peers' updates), or every `seconds`; off when both
+// are 0. Job files write a count (50) or a duration ("30s", "500ms").
+struct Every {
+  int64_t versions = 0;
+  double seconds = 0;
+  bool on() const { return versions > 0 || seconds > 0; }
+};
+
 struct ModelOptions {
   NetworkOptions network;
   OptimizerOptions optimizer;
@@ -148,6 +157,21 @@ struct ModelOptions {
   std::filesystem::path embeddings_path;
   std::vector<std::string> probe_words;
   int neighbours = 8;
+
+  // Serving while training (docs/serving.md). With serve_port set, every instance serves its
+  // replica over HTTP (KServe v2) on serve_port + instance (0: a free port each, logged);
+  // the served copy of the weights is refreshed from the replica every serve_every.
+  std::optional<int> serve_port;
+  std::string serve_host = "127.0.0.1";
+  Every serve_every{0, 0.1};
+  int64_t serve_max_batch = 256;            // records per coalesced forward pass
+  int64_t serve_max_request_bytes = 32 << 20;
+  // Snapshots for external servers: instance 0 writes <snapshot_dir>/<name>_v<version>.pt and
+  // the pointer file `latest` every snapshot_every (and at the end), keeping the newest
+  // snapshot_keep (0: all).
+  Every snapshot_every;
+  std::filesystem::path snapshot_dir;      // default OUT/snapshots
+  int64_t snapshot_keep = 0;
 };
 
 std::shared_ptr<const dataflow::OperatorDef> model_operator(ModelOptions options);
