@@ -28,7 +28,7 @@ SAN_ENV = ASAN_OPTIONS=$(SAN_ASAN) \
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
-.PHONY: all build deps configure test test-sanitize demo bench fuzz clean
+.PHONY: demo-kafka all build deps configure test test-sanitize demo bench fuzz clean
 
 all: build
 
@@ -56,6 +56,10 @@ test-sanitize: deps
 
 demo: build
 	bash scripts/demo.sh
+
+# The sentiment use case through Kafka on a local mock broker (docs/use-cases.md).
+demo-kafka: build
+	bash scripts/demo_kafka.sh $(BUILD)/bin/tensair out/sentiment
 
 bench: build
 	bash bench/run.sh $(BUILD)
