@@ -23,8 +23,7 @@ LiveReplica::LiveReplica(const ModelOptions& o, const dataflow::InstanceInfo& in
     so.host = o.serve_host;
     so.port = *o.serve_port == 0 ? 0 : *o.serve_port + info.instance;
     so.max_request_bytes = static_cast<size_t>(o.serve_max_request_bytes);
-    so.what = "operator \"" + info.name + "\" (instance " + std::to_string(info.instance) +
-              ") serve_port";
+    so.what = "serve_port (instance " + std::to_string(info.instance) + ")";
     server_ = std::make_unique<serve::HttpServer>(so);
     server_->add_model(info.name, served_);
   }
