@@ -58,7 +58,7 @@ json.dump({"count": count, "sum": total}, open(out, "w"))
 PY
 }
 
-write_job() {  # file in preds
+write_job() {  # file in preds [rate]
   cat > "$1" <<EOF
 [job]
 name = "kafka_e2e"
@@ -73,6 +73,7 @@ format = "json"
 fields = ["id:int64", "x:float32[8]", "y:int64"]
 stop_at_end = true
 batch_size = 200
+rate = ${4:-0}
 [model]
 type = "model"
 network = "mlp"
@@ -148,7 +149,8 @@ grep -q '"event":"kafka_assignment"' "$work/out1/metrics.jsonl" || fail "no part
 
 # 2. kill -9 of rank 1 once a checkpoint is complete, then --resume latest.
 produce in2
-write_job "$work/job2.toml" in2 preds2
+# A rate (per instance) keeps the run a few seconds long, so the kill lands in its middle.
+write_job "$work/job2.toml" in2 preds2 6000
 out="$work/out2"
 "${mpi[@]}" -np 2 "$bin" run "$work/job2.toml" --no-progress --out "$out" > "$work/run2.log" 2>&1 &
 mpid=$!
