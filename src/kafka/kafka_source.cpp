@@ -76,7 +76,6 @@ class KafkaSource final : public dataflow::Operator {
       restored_.push_back(p);
     }
     records_ = state.get<int64_t>();
-    was_restored_ = true;
   }
 
   void open(Context& ctx) override {
@@ -309,7 +308,6 @@ class KafkaSource final : public dataflow::Operator {
   Handle rk_;
   std::vector<PartitionState> parts_;
   std::vector<PartitionState> restored_;
-  bool was_restored_ = false;
   int64_t records_ = 0;  // records emitted by this instance (limit)
   int64_t share_ = 0;    // this instance's part of the limit (0: none)
   std::map<uint64_t, std::vector<std::pair<TopicPartition, int64_t>>> saved_;  // by checkpoint
