@@ -1,5 +1,6 @@
 // metrics.jsonl, dead_letters.jsonl and the progress line. Rank 0 writes both files; the other
 // ranks ship their lines to it in kLog frames. See docs/metrics.md.
+#include <chrono>
 #include <cstdio>
 
 #include "dataflow/executor_impl.hpp"
@@ -40,6 +41,10 @@ void Impl::open_metrics() {
                 {"ranks", world},   {"operators", graph.operators().size()}};
   if (resume) start["resumed_from"] = resumed_from;
   start["allocator"] = allocator_description();
+  // The wall clock at t = 0, so the lines can be set beside other programs' logs.
+  start["unix_time"] =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() -
+      elapsed();
   metrics_file << start.dump() << "\n";
   metrics_file.flush();
 }

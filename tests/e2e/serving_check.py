@@ -172,7 +172,10 @@ print(f"concurrent: {clients} clients x {requests} requests, no error, "
       f"p50 {latencies[len(latencies) // 2] * 1e3:.2f} ms, "
       f"p99 {latencies[int(len(latencies) * 0.99)] * 1e3:.2f} ms", flush=True)
 
-# 4. Malformed requests.
+# 4. Malformed requests, on a new connection: the server closes a keep-alive connection idle
+# for 5 s (cpp-httplib's keep-alive timeout), and the concurrent round may take that long.
+conn.close()
+conn = http.client.HTTPConnection(host, port, timeout=30)
 good = {"name": "x", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}
 cases = [
     ("bad JSON", f"/v2/models/{model}/infer", "{\"inputs\": [", 400),

@@ -4,7 +4,8 @@
 # checkpoints; serving_check.py then checks the endpoint against the snapshot files, runs
 # concurrent clients, sends malformed requests, parses /metrics strictly and loads snapshots
 # while they are written. The job is stopped with SIGINT and must end cleanly (exit 130).
-# A second job without a model checks [job] metrics_port.
+# The same job under mpirun -np 2: each replica serves on its own port (docs/serving.md).
+# A third job without a model checks [job] metrics_port.
 # Usage: serving_test.sh TENSAIR_BINARY REPO_ROOT
 set -euo pipefail
 bin=$1
@@ -13,6 +14,7 @@ work=$(mktemp -d)
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 py=/usr/bin/python3
+mpi=(mpirun --oversubscribe --bind-to none)
 
 cat > "$work/serve.toml" <<'TOML'
 [job]
@@ -73,6 +75,67 @@ for f in files[:: max(1, len(files) // 50)] + [latest]:
     torch.jit.load(os.path.join(d, f))(torch.zeros(1, 8))
 print(f"{len(files)} snapshot files, latest {latest}: all load")
 PY
+
+# Two ranks (mpirun -np 2, DASGD): every replica serves its own copy on its own port. Each
+# endpoint answers; its /metrics carries its own rank's series; both replicas' served versions
+# grow past their own steps (the peer's updates are applied to the served replica too).
+"${mpi[@]}" -np 2 "$bin" run "$work/serve.toml" --out "$work/out2" --no-progress \
+  > "$work/run2.log" 2>&1 &
+pid=$!
+urls=""
+for _ in $(seq 1 300); do
+  urls=$(grep -o "serving at http://127.0.0.1:[0-9]*" "$work/run2.log" | sed 's/.* at //' | sort -u) || true
+  [ "$(echo "$urls" | grep -c http)" -eq 2 ] && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/run2.log"; echo "2-rank job ended before serving"; exit 1; }
+  sleep 0.1
+done
+[ "$(echo "$urls" | grep -c http)" -eq 2 ] || { cat "$work/run2.log"; echo "not 2 endpoints: $urls"; exit 1; }
+"$py" - "$root/tests/e2e" $urls <<'PY'
+import json, math, sys, time, urllib.request
+sys.path.insert(0, sys.argv[1])
+import prometheus_text
+urls = sys.argv[2:]
+
+def infer(url):
+    body = json.dumps({"inputs": [{"name": "x", "shape": [3, 8], "datatype": "FP32",
+                                   "data": [[0.1 * (i + j) for j in range(8)] for i in range(3)]}]})
+    req = urllib.request.Request(url + "/v2/models/model/infer", body.encode(),
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        out = json.loads(r.read())
+    o = out["outputs"][0]
+    assert o["shape"] == [3, 2] and all(math.isfinite(v) for v in o["data"]), out
+    return int(out["model_version"])
+
+def series(url, name):
+    f = prometheus_text.parse(urllib.request.urlopen(url + "/metrics", timeout=30).read().decode())
+    return {s[1]["rank"]: s[2] for s in f[name].samples}
+
+first = [infer(u) for u in urls]
+ranks = set()
+for u in urls:
+    ranks |= set(series(u, "tensair_model_version"))
+    mine = series(u, "tensair_model_version")
+    assert len(mine) == 1, f"{u}: /metrics shows ranks {sorted(mine)}, not one"
+assert ranks == {"0", "1"}, f"the endpoints show ranks {sorted(ranks)}, not 0 and 1"
+deadline = time.time() + 60
+while True:
+    later = [infer(u) for u in urls]
+    steps = [sum(series(u, "tensair_model_steps_total").values()) for u in urls]
+    versions = [sum(series(u, "tensair_model_version").values()) for u in urls]
+    if all(l > f for l, f in zip(later, first)) and all(v > s for v, s in zip(versions, steps)):
+        break
+    if time.time() > deadline:
+        sys.exit(f"2 ranks: served versions {first} -> {later}, versions {versions}, steps {steps}")
+    time.sleep(0.2)
+print(f"2 ranks: endpoints {urls} serve ranks 0 and 1; served versions {first} -> {later}; "
+      f"replica versions {versions} > own steps {steps} (the peer's updates applied)")
+PY
+for p in $(pgrep -P "$pid"); do kill -INT "$p"; done
+status=0
+wait "$pid" || status=$?
+pid=""
+[ "$status" -eq 130 ] || { cat "$work/run2.log"; echo "the 2-rank job exited $status after SIGINT"; exit 1; }
 
 # [job] metrics_port for a job without a model.
 cat > "$work/metrics.toml" <<'TOML'
