@@ -496,6 +496,7 @@ def main():
             for ranks in (1, 2):
                 results += bench.compare(w, ranks)
     finally:
+        bench.producer = None  # its threads reconnect (and complain) once the broker is gone
         bench.mock.close()
     settings = {
         "allocator": "both sides glibc malloc with MALLOC_MMAP_THRESHOLD_="

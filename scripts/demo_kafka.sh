@@ -5,7 +5,8 @@
 #      then US-airline tweets, then Sentiment140 with flipped labels);
 #   3. tensair runs examples/kafka/sentiment.toml while the stream arrives: hashed bag of words ->
 #      logistic regression learnt online, predictions to the sentiment topic (exactly once), OPTWIN
-#      on the loss;
+#      on the loss; the model also serves its live replica (serve_port = 0), and
+#      examples/kafka/ask_sentiment.py asks it about four sentences at 5 s and 12 s into the run;
 #   4. scripts/kafka_summary.py reads the predictions back (read_committed) and prints accuracy per
 #      phase and window and the detections; it exits non-zero unless the label flip was found.
 # Usage: demo_kafka.sh TENSAIR_BINARY [OUT]   (RATE=4000 by default)
@@ -35,7 +36,22 @@ $py "$here/examples/kafka/produce_tweets.py" --brokers "$brokers" --topic tweets
   --truth "$out/truth.jsonl" &
 producer=$!
 "$bin" run "$here/examples/kafka/sentiment.toml" --out "$out" \
-  --set "tweets.brokers=$brokers" --set "predictions.brokers=$brokers" --set "tweets.limit=$total"
+  --set "tweets.brokers=$brokers" --set "predictions.brokers=$brokers" --set "tweets.limit=$total" \
+  2> >(tee "$out/run.log" >&2) &
+job=$!
+# The endpoint, while the model learns: its address is in the job's log.
+url=""
+for _ in $(seq 300); do
+  url=$(grep -o "serving at http://[0-9.]*:[0-9]*" "$out/run.log" 2>/dev/null | head -1 | sed 's/.* at //') || true
+  [ -n "$url" ] && break
+  sleep 0.1
+done
+[ -n "$url" ] || { echo "demo-kafka: the model did not start serving" >&2; exit 1; }
+for at in 5 12; do
+  sleep $((at - ${last:-0})); last=$at
+  $py "$here/examples/kafka/ask_sentiment.py" "$url"
+done
+wait "$job"
 wait "$producer"
 producer=""
 $py "$here/scripts/kafka_summary.py" --brokers "$brokers" --topic sentiment --out "$out"
