@@ -49,7 +49,6 @@ import bisect
 import gzip
 import json
 import os
-import random
 import shutil
 import signal
 import statistics
@@ -70,9 +69,9 @@ PARTITIONS = 16
 CAPACITY = 0.75 * PARTITIONS * 5 * 2**20
 BATCH = 32
 LADDER_DOWN = (1.2, 0.9, 0.7, 0.5)  # x the drain rate: first 1.2, then down to the first kept
-LADDER_UP = (1.5, 2.0)
+LADDER_UP = (1.5, 2.0)              # when 1.2 is kept: up to the first missed
 GROWTH = 0.05    # sustained: the lag grows by at most this x the rate, per second
-BACKLOG_S = 2.0  # ... and its mean is at most this many seconds of input              # when 1.2 is kept: up to the first missed
+BACKLOG_S = 2.0  # ... and its mean is at most this many seconds of input
 MPI = ["mpirun", "--oversubscribe", "--bind-to", "none"]
 
 SOURCE = """
@@ -137,12 +136,10 @@ def data_dir():
 
 
 def sentiment_messages(n):
-    rows = []
-    for name, label in (("sentiment140_negative_50k.txt.gz", 0), ("sentiment140_positive_50k.txt.gz", 1)):
-        with gzip.open(os.path.join(data_dir(), "sentiment", name), "rt", encoding="utf-8",
-                       errors="replace") as f:
-            rows += [(line.strip(), label) for line in f if line.strip()]
-    random.Random(1).shuffle(rows)
+    """The first n tweets of the demo's shuffled Sentiment140 stream, as JSON messages."""
+    sys.path.insert(0, os.path.join(HERE, "..", "examples", "kafka"))
+    from produce_tweets import sentiment140
+    rows = sentiment140(data_dir(), 1)
     return [json.dumps({"id": i, "text": t, "y": y}).encode() for i, (t, y) in enumerate(rows[:n])]
 
 
@@ -331,20 +328,19 @@ def lag_over_second_half(progress, begin, end, rate, count):
     records, sampled every 0.25 s: produced(t) = rate x (t - begin) (the producer's pacing,
     checked), trained(t) the sum over the consumers of their last progress line at or before
     t; the slope is the least-squares fit, in records per second."""
+    times = [[p[0] for p in points] for points in progress]
     ts, lags, t = [], [], begin + (end - begin) / 2
     while t <= end:
         trained = 0
-        for points in progress:
-            i = bisect.bisect_right([p[0] for p in points], t)
+        for points, at in zip(progress, times):
+            i = bisect.bisect_right(at, t)
             trained += points[i - 1][1] if i else 0
         ts.append(t)
         lags.append(min(count, rate * (t - begin)) - trained)
         t += 0.25
     if len(ts) < 4:
         raise Failed("too few lag samples in the production window")
-    mt, ml = statistics.mean(ts), statistics.mean(lags)
-    slope = sum((a - mt) * (b - ml) for a, b in zip(ts, lags)) / sum((a - mt) ** 2 for a in ts)
-    return ml, slope
+    return statistics.mean(lags), statistics.linear_regression(ts, lags).slope
 
 
 def run_once(side, work, ranks, brokers, topic, records, ready_timeout=120):

@@ -38,16 +38,18 @@ serve_every = 200
 snapshot_every = 200
 TOML
 
-# The address the model logs once it serves.
+# The addresses the job logs once it serves: waits for exactly COUNT (default 1) distinct
+# "WHAT at URL" lines and sets url (the first) and urls (all, one per line).
 wait_for_url() {
-  local log=$1 what=$2
+  local log=$1 what=$2 count=${3:-1}
   for _ in $(seq 1 300); do
-    url=$(grep -o "$what at http://127.0.0.1:[0-9]*" "$log" | head -1 | sed 's/.* at //') || true
-    [ -n "$url" ] && return 0
+    urls=$(grep -o "$what at http://127.0.0.1:[0-9]*" "$log" | sed 's/.* at //' | sort -u) || true
+    url=$(echo "$urls" | head -1)
+    [ "$(echo "$urls" | grep -c http)" -eq "$count" ] && return 0
     kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "job ended before serving"; exit 1; }
     sleep 0.1
   done
-  cat "$log"; echo "no '$what at' line in 30 s"; exit 1
+  cat "$log"; echo "not $count '$what at' line(s) in 30 s: $urls"; exit 1
 }
 
 "$bin" run "$work/serve.toml" --out "$work/out" > "$work/run.log" 2>&1 &
@@ -82,14 +84,7 @@ PY
 "${mpi[@]}" -np 2 "$bin" run "$work/serve.toml" --out "$work/out2" --no-progress \
   > "$work/run2.log" 2>&1 &
 pid=$!
-urls=""
-for _ in $(seq 1 300); do
-  urls=$(grep -o "serving at http://127.0.0.1:[0-9]*" "$work/run2.log" | sed 's/.* at //' | sort -u) || true
-  [ "$(echo "$urls" | grep -c http)" -eq 2 ] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/run2.log"; echo "2-rank job ended before serving"; exit 1; }
-  sleep 0.1
-done
-[ "$(echo "$urls" | grep -c http)" -eq 2 ] || { cat "$work/run2.log"; echo "not 2 endpoints: $urls"; exit 1; }
+wait_for_url "$work/run2.log" "serving" 2
 "$py" - "$root/tests/e2e" $urls <<'PY'
 import json, math, sys, time, urllib.request
 sys.path.insert(0, sys.argv[1])
