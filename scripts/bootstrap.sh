@@ -12,7 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   librdkafka-dev python3-confluent-kafka
   libcpp-httplib-dev
-  pybind11-dev python3-dev python3-mpi4py python3-numpy
+  pybind11-dev python3-dev python3-mpi4py python3-numpy python3-pytest
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   zlib1g-dev liblzma-dev xz-utils gzip
   python3-matplotlib

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <iterator>
 
 namespace tensair {
 namespace {
@@ -22,16 +23,42 @@ void on_signal(int sig) {
   _exit(128 + sig);
 }
 
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGUSR1};
+
+void install(struct sigaction* previous) {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (size_t i = 0; i < std::size(kStopSignals); ++i) {
+    sigaction(kStopSignals[i], &sa, previous ? &previous[i] : nullptr);
+  }
+}
+
 }  // namespace
+
+struct ScopedStopSignals::Saved {
+  struct sigaction previous[std::size(kStopSignals)];
+};
+
+ScopedStopSignals::ScopedStopSignals() : saved_(new Saved) {
+  g_stop.store(0);
+  install(saved_->previous);
+}
+
+ScopedStopSignals::~ScopedStopSignals() {
+  for (size_t i = 0; i < std::size(kStopSignals); ++i) {
+    sigaction(kStopSignals[i], &saved_->previous[i], nullptr);
+  }
+  delete saved_;
+}
+
+const std::atomic<int>& ScopedStopSignals::flag() const { return g_stop; }
 
 const std::atomic<int>& install_stop_signals() {
   static const bool installed = [] {
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    for (int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaction(sig, &sa, nullptr);
+    install(nullptr);
     return true;
   }();
   (void)installed;

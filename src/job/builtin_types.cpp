@@ -9,12 +9,9 @@
 #include "tensair/ops/sources.hpp"
 
 namespace tensair::job {
-namespace {
 
-using dataflow::Schema;
-
-Schema column_specs(const Params& p, const std::string& key) {
-  Schema out;
+dataflow::Schema column_specs(const Params& p, const std::string& key) {
+  dataflow::Schema out;
   for (const std::string& text : p.strings(key, std::vector<std::string>{})) {
     try {
       out.push_back(dataflow::parse_column_spec(text));
@@ -24,6 +21,10 @@ Schema column_specs(const Params& p, const std::string& key) {
   }
   return out;
 }
+
+namespace {
+
+using dataflow::Schema;
 
 dataflow::DType dtype(const Params& p, const std::string& key, const std::string& def) {
   std::string name = p.str(key, def);

@@ -227,7 +227,8 @@ Job load_job(const std::filesystem::path& file, const LoadOptions& options) {
 
   FileContext ctx;
   ctx.file = file;
-  ctx.base_dir = std::filesystem::absolute(file).parent_path();
+  ctx.base_dir = options.base_dir.empty() ? std::filesystem::absolute(file).parent_path()
+                                          : std::filesystem::absolute(options.base_dir);
   ctx.out_dir = options.out_dir;
   for (const std::string& o : options.overrides) apply_override(root, o, ctx.overridden);
   // The engine's own files in the output folder: no sink may write them too.

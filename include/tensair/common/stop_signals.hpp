@@ -15,6 +15,23 @@ namespace tensair {
 // Installs the handlers (idempotent) and returns the flag: 0, or the first signal's number.
 const std::atomic<int>& install_stop_signals();
 
+// The same handlers for the lifetime of one object, for a host program that runs several jobs
+// and has handlers of its own (the Python module: Python's SIGINT handler raises
+// KeyboardInterrupt). The constructor clears the flag and installs the handlers; the destructor
+// puts the previous handlers back. One at a time, on the main thread.
+class ScopedStopSignals {
+ public:
+  ScopedStopSignals();
+  ~ScopedStopSignals();
+  ScopedStopSignals(const ScopedStopSignals&) = delete;
+  ScopedStopSignals& operator=(const ScopedStopSignals&) = delete;
+  const std::atomic<int>& flag() const;
+
+ private:
+  struct Saved;
+  Saved* saved_;
+};
+
 // "SIGINT", "SIGTERM", "SIGUSR1", or "signal N".
 const char* signal_name(int signal);
 

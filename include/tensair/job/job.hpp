@@ -30,6 +30,10 @@ struct LoadOptions {
   // Where relative output paths (sinks, exports) go. Relative input paths resolve against the
   // job file's directory, or the working directory for values given as overrides.
   std::filesystem::path out_dir = "out";
+  // Where relative input paths resolve; empty: the job file's directory. The Python layer
+  // writes a job it built (from a file) into the output folder and points here at the
+  // directory the paths were written for.
+  std::filesystem::path base_dir;
   // Read only the file and its [job] table (name, settings) and build no operator: what the
   // CLI needs to name the default output folder without building the job twice.
   bool job_table_only = false;

@@ -25,6 +25,9 @@ void register_operator_type(OperatorType type);
 
 // The keys every source takes: batch_size, rate, burst, replay, limit, shard.
 ops::SourceOptions source_options(const Params& p);
+// A list of "name:dtype[shape]" column specs (csv_source columns, binary_source fields); empty
+// when the key is absent. The error names the key.
+dataflow::Schema column_specs(const Params& p, const std::string& key);
 // nullptr when unknown.
 const OperatorType* find_operator_type(const std::string& name);
 std::vector<const OperatorType*> all_operator_types();
