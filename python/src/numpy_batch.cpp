@@ -74,7 +74,8 @@ void refuse_unknown_keys(py::handle item, const Schema& schema) {
 py::array as_array(py::handle value, const ColumnSpec& spec) {
   py::object np = py::module_::import("numpy");
   try {
-    return np.attr("ascontiguousarray")(value, numpy_dtype(spec.dtype));
+    // asarray, not ascontiguousarray: that one makes a scalar a one-element array.
+    return np.attr("asarray")(value, numpy_dtype(spec.dtype), py::arg("order") = "C");
   } catch (py::error_already_set& e) {
     fail(spec, "cannot convert " + type_name(value) + " to " +
                    std::string(dataflow::dtype_name(spec.dtype)) + ": " + e.what());

@@ -1,5 +1,6 @@
 """torch.nn.Module values of a job: scripted (or traced) into the TorchScript files the Model
 operator loads, and the trained weights read back after the run."""
+import io
 import os
 
 from ._tensair import ModelError
@@ -13,7 +14,9 @@ def script_network(module, example_input, op):
     if isinstance(module, torch.jit.ScriptModule):
         return module
     try:
-        return torch.jit.script(module)
+        scripted = torch.jit.script(module)
+        scripted.save(io.BytesIO())  # some methods compile only when saved: fail here, not later
+        return scripted
     except Exception as e:  # torch raises many kinds here
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if example_input is None:
