@@ -15,7 +15,8 @@ def script_network(module, example_input, op):
         return module
     try:
         scripted = torch.jit.script(module)
-        scripted.save(io.BytesIO())  # some methods compile only when saved: fail here, not later
+        # Some methods compile only when saved: fail here, not in the engine.
+        torch.jit.save(scripted, io.BytesIO())
         return scripted
     except Exception as e:  # torch raises many kinds here
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
