@@ -221,3 +221,50 @@ except KeyboardInterrupt as e:
     assert 'KeyboardInterrupt: job "endless" stopped cleanly' in stdout
     lines = [json.loads(l) for l in open(tmp_path / "out" / "metrics.jsonl")]
     assert lines[-1]["event"] == "end" and lines[-1]["status"] == "stopped"
+
+
+RESUMABLE = """
+import sys, time, numpy as np, tensair
+def items():
+    for i in range(3000):
+        if sys.argv[1] == "slow":
+            time.sleep(0.002)
+            if i == 300:
+                open("reached", "w").close()
+        yield {"k": i % 7, "v": i}
+job = tensair.Job("resumable")
+job.checkpoint(every_records=200)
+job.add("src", "python_source", fn=items, batch_size=50)
+job.add("count", "reduce", inputs="src", group_by="k", aggregate={"n": "count", "s": "sum(v)"})
+job.add("sink", "csv_sink", inputs="count", path="counts.csv", sort_by="k")
+try:
+    job.run(out=sys.argv[2], resume=sys.argv[3] if len(sys.argv) > 3 else None)
+except KeyboardInterrupt:
+    raise SystemExit(130)
+"""
+
+
+def test_a_python_source_resumes_where_it_stopped(tmp_path):
+    # Stopped by Ctrl-C part-way and resumed, the job counts every item exactly once: what an
+    # uninterrupted run counts.
+    script = tmp_path / "resumable.py"
+    script.write_text(RESUMABLE)
+    env = script_env()
+    subprocess.run([sys.executable, str(script), "fast", "whole"], cwd=tmp_path, env=env,
+                   check=True, timeout=120)
+    p = subprocess.Popen([sys.executable, str(script), "slow", "parts"], cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "reached").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=60) == 130
+    assert not (tmp_path / "parts" / "counts.csv").exists() or \
+        (tmp_path / "parts" / "counts.csv").read_text() != \
+        (tmp_path / "whole" / "counts.csv").read_text()
+    subprocess.run([sys.executable, str(script), "fast", "parts", "latest"], cwd=tmp_path,
+                   env=env, check=True, timeout=120)
+    whole = (tmp_path / "whole" / "counts.csv").read_text()
+    assert whole.splitlines()[1] == "0,429,642642"  # k=0: 429 items, sum 0+7+...+2996
+    assert (tmp_path / "parts" / "counts.csv").read_text() == whole
+    lines = [json.loads(l) for l in open(tmp_path / "parts" / "metrics.jsonl")]
+    assert any(l.get("event") == "start" and l.get("resumed_from") for l in lines)
