@@ -41,7 +41,9 @@ int main() {
 
     if (transport->rank() == 0) {
       int64_t sum = 0;
-      for (int64_t v : results->rows().column("square").values<int64_t>()) sum += v;
+      // A named batch: a span into a temporary's column would outlive the bytes it views.
+      const Batch rows = results->rows();
+      for (int64_t v : rows.column("square").values<int64_t>()) sum += v;
       // Sum of the squares of the even numbers below 1000.
       std::printf("%lld even squares, sum %lld (expected 500, 166167000)\n",
                   static_cast<long long>(results->num_rows()), static_cast<long long>(sum));
