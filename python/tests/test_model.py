@@ -145,8 +145,10 @@ with torch.no_grad():
     acc = float((net(x).argmax(1) == x.argmax(1)).float().mean())
     exported = torch.jit.load(f"out/python/model_trained_{result.rank}.pt")
     same = bool(torch.allclose(exported(x), net(x)))
-print(json.dumps({"rank": result.rank, "ranks": result.world_size, "status": result.status,
-                  "predicted": sum(rows), "accuracy": acc, "same": same}))
+# One file per rank: mpirun interleaves the ranks' stdout without regard to lines.
+with open(f"result_{result.rank}.json", "w") as f:
+    json.dump({"rank": result.rank, "ranks": result.world_size, "status": result.status,
+               "predicted": sum(rows), "accuracy": acc, "same": same}, f)
 """
 
 
@@ -154,7 +156,7 @@ print(json.dumps({"rank": result.rank, "ranks": result.world_size, "status": res
 def test_a_user_module_trains_on_one_and_two_ranks(tmp_path, ranks):
     p = run_script(TWO_RANKS, tmp_path, ranks=ranks)
     assert p.returncode == 0, p.stderr
-    lines = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    lines = [json.loads(f.read_text()) for f in sorted(tmp_path.glob("result_*.json"))]
     assert sorted(l["rank"] for l in lines) == list(range(ranks))
     for l in lines:
         assert l["status"] == "finished" and l["ranks"] == ranks and l["same"]
