@@ -145,6 +145,10 @@ void Impl::build_channels() {
       if (src_local) {
         // Start round robin at a different receiver on each sender, spreading the load.
         out.next = si;
+        if (e.routing.kind() == Routing::Kind::kLeastLoaded) {
+          out.credit_listener = std::make_shared<runtime::CreditListener>();
+          for (uint32_t id : out.channels) channels[id]->gate->set_listener(out.credit_listener);
+        }
         src_local->outputs[static_cast<size_t>(e.from_port)].push_back(std::move(out));
       }
     }

@@ -136,7 +136,9 @@ struct OutEdge {
   bool cycle = false;
   std::vector<uint32_t> channels;  // reachable receivers, in instance order
   std::vector<int> targets;        // the receiving instance index of each channel
-  uint64_t next = 0;               // round robin position
+  uint64_t next = 0;               // round robin position; least_loaded's tie-break
+  // least_loaded: woken by every release of credit on the edge's channels.
+  std::shared_ptr<runtime::CreditListener> credit_listener;
 };
 
 // One recorded item of a checkpoint's channel state.
@@ -233,6 +235,7 @@ class Instance final : public Context {
   void finish();
   void route(OutEdge& e, const BatchPtr& batch);
   void route_by_key(OutEdge& e, const BatchPtr& batch);
+  void route_least_loaded(OutEdge& e, const BatchPtr& batch);
   OutEdge& single_edge(int port, const char* what);
   Channel& target_channel(OutEdge& e, int target);
   std::string graph_port(int port) const;

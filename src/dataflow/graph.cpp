@@ -33,6 +33,7 @@ std::string Routing::to_string() const {
   switch (kind_) {
     case Kind::kForward: return "forward";
     case Kind::kRoundRobin: return "round_robin";
+    case Kind::kLeastLoaded: return "least_loaded";
     case Kind::kKeyHash: return "key_hash(" + key_ + ")";
     case Kind::kBroadcast: return include_self_ ? "broadcast" : "broadcast(others)";
     case Kind::kToRank: return "to_rank(" + std::to_string(rank_) + ")";

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -187,6 +188,48 @@ void Instance::route(OutEdge& e, const BatchPtr& batch) {
     case Routing::Kind::kKeyHash:
       route_by_key(e, batch);
       return;
+    case Routing::Kind::kLeastLoaded:
+      route_least_loaded(e, batch);
+      return;
+  }
+}
+
+// Only this instance acquires credit on its channels, so a channel that admits the batch when
+// it is chosen still admits it in send(), which then does not wait. Reading the listener's
+// generation before the gates means a release that lands after the scan wakes the wait.
+// On a cycle nothing waits (as in every routing): the emptiest channel takes the batch.
+void Instance::route_least_loaded(OutEdge& e, const BatchPtr& batch) {
+  const size_t charge = credit_charge(batch->byte_size());
+  const size_t n = e.channels.size();
+  auto gate = [&](size_t i) -> runtime::CreditGate& { return *impl.channels[e.channels[i]]->gate; };
+  std::chrono::steady_clock::time_point wait_start{};
+  for (;;) {
+    const uint64_t seen = e.credit_listener->generation();
+    size_t best = n, best_free = 0;
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (e.next + k) % n;
+      runtime::CreditGate& g = gate(i);
+      if (g.cancelled()) throw Cancelled();
+      if (!e.cycle && !g.fits(charge)) continue;
+      const size_t free = g.free_bytes();
+      if (best == n || free > best_free) best = i, best_free = free;
+    }
+    if (best < n) {
+      if (wait_start != std::chrono::steady_clock::time_point{}) {
+        c.credit_waits++;
+        c.credit_wait_ns += static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                                 wait_start)
+                .count());
+      }
+      e.next = best + 1;
+      impl.send(*this, *impl.channels[e.channels[best]], batch, true);
+      return;
+    }
+    if (wait_start == std::chrono::steady_clock::time_point{}) {
+      wait_start = std::chrono::steady_clock::now();
+    }
+    e.credit_listener->wait_past(seen);
   }
 }
 

@@ -110,6 +110,7 @@ dataflow::Routing parse_routing(const Params& p) {
     return std::nullopt;
   };
   if (r == "round_robin") return dataflow::Routing::round_robin();
+  if (r == "least_loaded") return dataflow::Routing::least_loaded();
   if (r == "forward") return dataflow::Routing::forward();
   if (r == "broadcast") return dataflow::Routing::broadcast(true);
   // "broadcast(others)" is how `tensair validate` prints it.
@@ -139,7 +140,8 @@ dataflow::Routing parse_routing(const Params& p) {
     return dataflow::Routing::to_rank(static_cast<int>(rank));
   }
   p.fail("routing", "unknown routing \"" + r +
-                        "\" (known: round_robin, forward, key_hash, broadcast, broadcast_others, to_rank)");
+                        "\" (known: round_robin, least_loaded, forward, key_hash, broadcast, "
+                        "broadcast_others, to_rank)");
 }
 
 struct PendingEdge {

@@ -12,18 +12,54 @@
 // refusal, outside the gate's lock). force_acquire() takes credit whatever is in flight, for the
 // few messages that must go regardless (bounded by the protocol that sends them).
 //
+// A sender that chooses among several channels (least_loaded routing) reads free_bytes() and
+// fits() of each, and waits on a CreditListener shared by their gates: every release() and
+// cancel() of any of them bumps the listener's generation and wakes its waiter.
+//
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 
 #include "tensair/common/error.hpp"
 
 namespace tensair::runtime {
+
+// Wakes a sender that waits for credit on any of several gates.
+class CreditListener {
+ public:
+  // The count of releases and cancels so far; read it before looking at the gates.
+  uint64_t generation() const {
+    std::lock_guard lock(mu_);
+    return generation_;
+  }
+
+  // Blocks until the generation differs from `seen`, i.e. until a gate released credit or was
+  // cancelled after the caller read `seen`.
+  void wait_past(uint64_t seen) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return generation_ != seen; });
+  }
+
+  void notify() {
+    {
+      std::lock_guard lock(mu_);
+      ++generation_;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t generation_ = 0;  // guarded by mu_
+};
 
 class CreditGate {
  public:
@@ -76,6 +112,7 @@ class CreditGate {
       }
     }
     cv_.notify_all();
+    if (listener_) listener_->notify();
     if (notify && on_available_) on_available_();
   }
 
@@ -85,10 +122,26 @@ class CreditGate {
       cancelled_ = true;
     }
     cv_.notify_all();
+    if (listener_) listener_->notify();
   }
 
   // Set before the channel is used.
   void set_on_available(std::function<void()> fn) { on_available_ = std::move(fn); }
+  void set_listener(std::shared_ptr<CreditListener> listener) { listener_ = std::move(listener); }
+
+  // Whether `bytes` would be admitted now, and the credit not in flight (0 when over).
+  bool fits(size_t bytes) const {
+    std::lock_guard lock(mu_);
+    return fits_locked(bytes);
+  }
+  size_t free_bytes() const {
+    std::lock_guard lock(mu_);
+    return in_flight_ >= window_ ? 0 : window_ - in_flight_;
+  }
+  bool cancelled() const {
+    std::lock_guard lock(mu_);
+    return cancelled_;
+  }
 
   size_t window() const { return window_; }
   size_t in_flight() const {
@@ -107,6 +160,7 @@ class CreditGate {
   bool notify_armed_ = false;  // guarded by mu_
   size_t waiting_for_ = 0;     // guarded by mu_
   std::function<void()> on_available_;
+  std::shared_ptr<CreditListener> listener_;
 };
 
 }  // namespace tensair::runtime

@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <iostream>
@@ -208,6 +209,89 @@ TEST(EngineManyTinyBatches, CreditBoundsHowManyTinyBatchesWait) {
               << kMaxQueued << ")\n";
     EXPECT_LE(d.column("deepest").at<int64_t>(0), kMaxQueued) << "ranks " << ranks;
   }
+}
+
+// least_loaded: the receiving instance on rank 0 holds its first batch until the source (also
+// on rank 0) has emitted everything; the source never waits for it, the other instances take
+// every batch it has no credit for, and nothing is lost or duplicated. (round_robin would stall
+// the source on the blocked instance's credit.)
+std::atomic<bool> g_source_done{false};
+
+TEST(EngineLeastLoaded, BlockedReceiverGetsOnlyItsCreditAndTheSourceGoesOn) {
+  const int64_t kBatches = 300, kRows = 16;  // 256 + 256 bytes of credit charge per batch
+  const size_t kCredit = 2 * (kRows * 2 * 8 + dataflow::kBatchCreditCharge);  // two batches
+  for (int ranks : testing::rank_counts()) {
+    if (ranks < 2) continue;
+    g_source_done = false;
+    auto counts = std::make_shared<ops::Collection>();
+    auto outcomes = testing::run_graph(ranks, [&](Graph& g, int, int) {
+      struct Source final : Operator {
+        SourceState produce(Context& ctx) override {
+          std::vector<int64_t> s(kRows, 0), q(kRows);
+          for (auto& v : q) v = next++;
+          ctx.emit(0, testing::int64_batch({{"src", s}, {"seq", q}}));
+          if (++emitted < kBatches) return SourceState::kMore;
+          g_source_done = true;
+          return SourceState::kDone;
+        }
+        int64_t emitted = 0, next = 0;
+      };
+      struct Receiver final : Operator {
+        explicit Receiver(int instance) : instance(instance) {}
+        void process(int, const BatchPtr& b, Context&) override {
+          // Instance 0 holds its first batch until the source is done (60 s at most, then the
+          // counts below fail).
+          if (instance == 0 && batches == 0) {
+            for (int i = 0; i < 60000 && !g_source_done; ++i) {
+              std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+            held_until_done = g_source_done ? 1 : 0;
+          }
+          batches++;
+          rows += b->rows();
+          for (int64_t v : b->column("seq").values<int64_t>()) checksum += v;
+        }
+        void on_finish(Context& ctx) override {
+          ctx.emit(0, testing::int64_batch({{"instance", {instance}}, {"batches", {batches}},
+                                            {"rows", {rows}}, {"checksum", {checksum}},
+                                            {"held", {held_until_done}}}));
+        }
+        int instance;
+        int64_t batches = 0, rows = 0, checksum = 0, held_until_done = -1;
+      };
+      g.add("source", lambda_op({"source", {}, {{"out"}}, [](const InstanceInfo&) {
+                                   return std::make_unique<Source>();
+                                 }}),
+            Placement::on(0));
+      g.add("receive", lambda_op({"receive", {{"in"}}, {{"out"}}, [](const InstanceInfo& info) {
+                                    return std::make_unique<Receiver>(info.instance);
+                                  }}));
+      g.add("counts", ops::collect(counts), Placement::on(0));
+      g.connect("source", "receive", Routing::least_loaded(), kCredit);
+      g.connect("receive", "counts", Routing::to_rank(0));
+    });
+    for (const auto& o : outcomes) ASSERT_FALSE(o.error) << "rank " << o.rank << ": " << *o.error;
+    if (!hosts_rank0()) continue;
+    Batch c = counts->rows();
+    ASSERT_EQ(c.rows(), ranks);
+    int64_t rows = 0, checksum = 0;
+    for (int64_t r = 0; r < c.rows(); ++r) {
+      rows += c.column("rows").at<int64_t>(r);
+      checksum += c.column("checksum").at<int64_t>(r);
+      if (c.column("instance").at<int64_t>(r) != 0) continue;
+      EXPECT_EQ(c.column("held").at<int64_t>(r), 1) << "the source did not finish, ranks " << ranks;
+      // Its first batch, plus what its credit admitted while it held it.
+      EXPECT_LE(c.column("batches").at<int64_t>(r), 3) << "ranks " << ranks;
+    }
+    const int64_t n = kBatches * kRows;
+    EXPECT_EQ(rows, n) << "ranks " << ranks;
+    EXPECT_EQ(checksum, n * (n - 1) / 2) << "ranks " << ranks;
+  }
+}
+
+// validate prints the name a job file spells.
+TEST(EngineLeastLoaded, PrintsItsJobFileName) {
+  EXPECT_EQ(Routing::least_loaded().to_string(), "least_loaded");
 }
 
 uint8_t pattern_byte(size_t i) { return static_cast<uint8_t>((i * 131 + 7) ^ (i >> 13)); }

@@ -184,7 +184,7 @@ TEST_F(JobTest, EdgeMistakes) {
   bad.replace(bad.find("from = \"source\""), 15, "from = \"sourc\"");
   EXPECT_EQ(error(bad), "DIR/job.toml:11: [split] key \"from\": unknown operator \"sourc\"");
   EXPECT_EQ(error(kPipeline, {"split.routing=hash"}),
-            "--set split.routing: unknown routing \"hash\" (known: round_robin, forward, key_hash, broadcast, "
+            "--set split.routing: unknown routing \"hash\" (known: round_robin, least_loaded, forward, key_hash, broadcast, "
             "broadcast_others, to_rank)");
   EXPECT_EQ(error(kPipeline, {"split.routing=key_hash"}),
             "--set split.routing: key_hash routing needs the key column: key = \"<column>\"");

@@ -47,10 +47,13 @@ class Routing {
     kKeyHash,     // each record to instance hash(key) % n: equal keys meet in one instance
     kBroadcast,   // every batch to every receiving instance (optionally not the sender's rank)
     kToRank,      // every batch to the receiving instance on one rank
+    kLeastLoaded, // whole batches, each to an instance whose channel admits it now, the one
+                  // with the most free credit (ties in turn): a slow instance gets fewer
   };
 
   static Routing forward() { return Routing(Kind::kForward); }
   static Routing round_robin() { return Routing(Kind::kRoundRobin); }
+  static Routing least_loaded() { return Routing(Kind::kLeastLoaded); }
   static Routing key_hash(std::string column) {
     Routing r(Kind::kKeyHash);
     r.key_ = std::move(column);
@@ -71,7 +74,8 @@ class Routing {
   const std::string& key() const { return key_; }
   int rank() const { return rank_; }
   bool include_self() const { return include_self_; }
-  // "round_robin", "key_hash(word)", "broadcast", "broadcast(others)", "to_rank(0)", "forward"
+  // "round_robin", "least_loaded", "key_hash(word)", "broadcast", "broadcast(others)",
+  // "to_rank(0)", "forward"
   std::string to_string() const;
 
  private:
