@@ -39,10 +39,13 @@ def test_detectors_equal_the_cli_and_find_every_sea_drift(cli):
 
 
 def test_flight_delay_beats_the_running_mean(tmp_path):
-    out = run_example("flight_delay.py", "--limit", "6000", "--out", str(tmp_path / "o"))
+    # The whole BTS table: on its first 6,000 records the margin (0.98-1.08 of the running
+    # mean's MAE, run to run) is within the spread of the online run; on all 19,365 it is
+    # 0.89-0.94 (docs/use-cases.md).
+    out = run_example("flight_delay.py", "--out", str(tmp_path / "o"))
     m = re.search(r"records: TensAIR ([\d.]+), running mean ([\d.]+)", out)
     assert m, out
-    assert "6,000 records" in out
+    assert "19,365 records" in out
     assert float(m.group(1)) < float(m.group(2))
 
 
