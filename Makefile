@@ -3,6 +3,7 @@
 #   make test    the above, then every test with ctest (unit, multi-rank 1/2/3, end to end)
 #   make demo    the above, then the demo job, in one process
 #   make bench   the above, then the benchmarks; table on stdout, JSON in build/bench/results.json
+#   make bench-peers  TensAIR vs PyTorch/DDP and gensim side by side: build/bench/peers.json, .png
 #   make fuzz    libFuzzer targets (clang, ASan + UBSan) in build-fuzz/, FUZZ_SECONDS each
 #   make test-sanitize  the tests that need no LibTorch, built with ASan + UBSan in build-asan/
 #                (CI runs it after make test; docs/testing.md says which tests and why)
@@ -28,7 +29,7 @@ SAN_ENV = ASAN_OPTIONS=$(SAN_ASAN) \
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
-.PHONY: demo-kafka all build deps configure test test-sanitize demo bench fuzz clean
+.PHONY: demo-kafka all build deps configure test test-sanitize demo bench bench-peers fuzz clean
 
 all: build
 
@@ -63,6 +64,13 @@ demo-kafka: build
 
 bench: build
 	bash bench/run.sh $(BUILD)
+
+# TensAIR against PyTorch (DDP) and gensim on the same work, interleaved (docs/performance.md);
+# ~25 minutes. PEERS_ARGS: e.g. --only cifar2,straggler --rounds 5.
+PEERS_ARGS ?=
+bench-peers: build
+	@bash scripts/bootstrap.sh python3-torch python3-gensim
+	$(BUILD)/bench/bench_peers --json $(BUILD)/bench/peers.json --plot $(BUILD)/bench/peers.png $(PEERS_ARGS)
 
 fuzz: deps
 	bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -47,6 +47,19 @@ def read_metrics(out):
     return lines
 
 
+def read_metrics_partial(path):
+    """The complete lines of a metrics.jsonl that a running job is still writing."""
+    lines = []
+    with open(path) as f:
+        for line in f:
+            if line.endswith("\n") and line.strip():
+                try:
+                    lines.append(json.loads(line))
+                except ValueError:
+                    pass
+    return lines
+
+
 def job_events(lines, name):
     return [m for m in lines if m.get("type") == "job" and m.get("event") == name]
 
