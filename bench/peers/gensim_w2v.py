@@ -67,7 +67,7 @@ def main():
     m = Word2Vec(vector_size=100, window=5, min_count=5, max_final_vocab=20000, sample=1e-3,
                  negative=5, sg=1, workers=a.workers, seed=a.seed)
     m.build_vocab(text)
-    words = sum(m.wv.get_vecattr(w, "count") for w in m.wv.index_to_key)
+    words = int(sum(m.wv.get_vecattr(w, "count") for w in m.wv.index_to_key))
     t0 = time.perf_counter()
     m.train(text, total_examples=m.corpus_count, epochs=a.epochs)
     seconds = time.perf_counter() - t0
@@ -76,7 +76,7 @@ def main():
         m.wv.save_word2vec_format(a.vectors)
     out = {"words_per_s": words * a.epochs / seconds, "seconds": seconds, "words": words,
            "epochs": a.epochs, "workers": a.workers, "vocab": len(m.wv.index_to_key),
-           "probe": score, "probe_random": floor, "probe_pairs": n}
+           "probe": float(score), "probe_random": float(floor), "probe_pairs": int(n)}
     print(json.dumps(out))
     if a.json:
         with open(a.json, "w") as f:
