@@ -11,6 +11,7 @@ BUILD  ?= build
 JOBS   ?= 2
 TYPE   ?= Release
 CMAKE_ARGS ?=
+TORCH_DIR ?=
 CTEST_ARGS ?=
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
@@ -29,15 +30,21 @@ SAN_ENV = ASAN_OPTIONS=$(SAN_ASAN) \
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
-.PHONY: demo-kafka all build deps configure test test-sanitize demo bench bench-peers fuzz clean
+.PHONY: demo-kafka all build deps configure test test-sanitize demo bench bench-peers fuzz clean \
+	FORCE
 
 all: build
 
 deps:
 	@bash scripts/bootstrap.sh
 
-$(BUILD)/build.ninja: CMakeLists.txt
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE) $(CMAKE_ARGS)
+# LibTorch: Debian's CPU build, or the one TORCH_DIR names (a CUDA LibTorch:
+# `TORCH_DIR=/opt/libtorch make`, docs/model.md#devices). A changed TORCH_DIR reconfigures.
+$(BUILD)/torch_dir.txt: FORCE
+	@mkdir -p $(BUILD) && echo '$(TORCH_DIR)' | cmp -s - $@ || echo '$(TORCH_DIR)' > $@
+
+$(BUILD)/build.ninja: CMakeLists.txt $(BUILD)/torch_dir.txt
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE) "-DTORCH_DIR=$(TORCH_DIR)" $(CMAKE_ARGS)
 
 configure: deps $(BUILD)/build.ninja
 

@@ -46,10 +46,22 @@ Column scalar(const std::string& name, double v) {
   return b.finish();
 }
 
-// Float16 bytes of a float tensor, as a uint8 column.
-Column half_column(const std::string& name, const at::Tensor& t) {
+// `t` in host memory: itself on the CPU, else staged (or copied when there is no staging).
+at::Tensor host(const at::Tensor& t, HostStaging* staging, size_t slot) {
+  if (t.is_cpu()) return t;
+  return staging ? staging->to_host(t, slot) : t.cpu();
+}
+
+// Staging slots: three per parameter (dense values or sparse values, sparse row indices, and
+// float16 bytes).
+size_t slot_of(size_t parameter, size_t part) { return 3 * parameter + part; }
+
+// Float16 bytes of a float tensor, as a uint8 column (converted on the tensor's device, so
+// half the bytes cross to the host).
+Column half_column(const std::string& name, const at::Tensor& t, HostStaging* staging,
+                   size_t slot) {
   at::Tensor h = t.to(at::kHalf).contiguous();
-  at::Tensor bytes = h.reshape({-1}).view(at::kByte);  // same memory, viewed as bytes
+  at::Tensor bytes = host(h.reshape({-1}).view(at::kByte), staging, slot);  // viewed as bytes
   return tensor_column(name, bytes, {bytes.numel()});
 }
 
@@ -64,8 +76,27 @@ at::Tensor half_values(const Column& c, int64_t elements) {
 
 }  // namespace
 
+at::Tensor HostStaging::to_host(const at::Tensor& t, size_t slot) {
+  if (t.is_cpu()) return t;
+  if (slot >= buffers_.size()) buffers_.resize(slot + 1);
+  at::Tensor& buffer = buffers_[slot];
+  const int64_t n = t.numel();
+  // A unique storage: no column (of a message in flight, queued or kept) views the buffer.
+  if (!buffer.defined() || !buffer.storage().unique() || buffer.numel() < n ||
+      buffer.scalar_type() != t.scalar_type()) {
+    // Some room to grow: sparse deltas touch a different number of rows each step.
+    buffer = at::empty({n + n / 4}, at::TensorOptions()
+                                        .dtype(t.scalar_type())
+                                        .device(at::kCPU)
+                                        .pinned_memory(true));
+  }
+  at::Tensor out = buffer.narrow(0, 0, n).view(t.sizes());
+  out.copy_(t);  // blocking: the bytes are on the host when it returns
+  return out;
+}
+
 Column tensor_column(const std::string& name, const at::Tensor& t, std::vector<int64_t> record_shape, int64_t rows) {
-  at::Tensor c = t.contiguous();
+  at::Tensor c = t.is_cpu() ? t.contiguous() : t.contiguous().cpu();
   auto owner = std::make_shared<at::Tensor>(c);
   Bytes bytes{owner, reinterpret_cast<const std::byte*>(c.data_ptr()), static_cast<size_t>(c.nbytes())};
   return Column(name, dtype_of_tensor(c), std::move(record_shape), rows, std::move(bytes));
@@ -78,7 +109,7 @@ at::Tensor column_tensor(const Column& c) {
                        at::TensorOptions().dtype(scalar_type_of(c.dtype())));
 }
 
-Batch encode_message(const Message& m, bool fp16) {
+Batch encode_message(const Message& m, bool fp16, HostStaging* staging) {
   std::vector<Column> cols;
   cols.push_back(scalar("kind", static_cast<int64_t>(m.kind)));
   cols.push_back(scalar("sender", m.sender));
@@ -93,18 +124,19 @@ Batch encode_message(const Message& m, bool fp16) {
     if (!g.defined()) continue;
     std::string n = std::to_string(i);
     if (g.is_sparse()) {
-      at::Tensor idx = g._indices().reshape({-1}).contiguous();
+      at::Tensor idx = host(g._indices().reshape({-1}).contiguous(), staging, slot_of(i, 1));
       at::Tensor val = g._values().to(at::kFloat).contiguous();
       cols.push_back(tensor_column("s" + n + ".idx", idx, {idx.numel()}));
       if (fp16) {
-        cols.push_back(half_column("h" + n + ".val", val));
+        cols.push_back(half_column("h" + n + ".val", val, staging, slot_of(i, 2)));
       } else {
-        cols.push_back(tensor_column("s" + n + ".val", val.reshape({-1}), {val.numel()}));
+        at::Tensor flat = host(val.reshape({-1}), staging, slot_of(i, 0));
+        cols.push_back(tensor_column("s" + n + ".val", flat, {flat.numel()}));
       }
     } else if (fp16) {
-      cols.push_back(half_column("h" + n, g));
+      cols.push_back(half_column("h" + n, g, staging, slot_of(i, 2)));
     } else {
-      at::Tensor flat = g.to(at::kFloat).reshape({-1});
+      at::Tensor flat = host(g.to(at::kFloat).reshape({-1}), staging, slot_of(i, 0));
       cols.push_back(tensor_column("g" + n, flat, {flat.numel()}));
     }
   }

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "model/device.hpp"
 #include "model/embeddings.hpp"
 #include "model/training.hpp"
 #include "tensair/common/error.hpp"
@@ -46,8 +47,31 @@ int default_threads(int world_size) {
   return std::max(1, per_rank - 1);
 }
 
-ReplicationOptions replication_options(const ModelOptions& o) {
+// ModelOptions::device on this rank (the job file's check resolved it the same way; this
+// repeats it for replicas built through the C++ API).
+at::Device replica_device(const ModelOptions& o) {
+  DeviceId d;
+  try {
+    d = resolve_device_here(o.device);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string("device ") + e.what());
+  }
+  if (!d.cuda) return at::kCPU;
+  if (o.kernel == Kernel::kFused) {
+    throw ConfigError("device \"" + o.device + "\" with kernel \"fused\": the fused skip-gram "
+                      "kernel runs on the CPU only (set kernel = \"autograd\" to train on CUDA)");
+  }
+  return at::Device(at::kCUDA, static_cast<at::DeviceIndex>(d.index));
+}
+
+// `t` on `device`: itself when it is there already (no copy on the CPU).
+at::Tensor to_device(const at::Tensor& t, at::Device device) {
+  return !t.defined() || t.device() == device ? t : t.to(device);
+}
+
+ReplicationOptions replication_options(const ModelOptions& o, at::Device device) {
   ReplicationOptions r;
+  r.device = device;
   r.mode = o.mode;
   r.exchange = o.exchange;
   r.broadcast_every = o.broadcast_every;
@@ -84,14 +108,20 @@ Schema metrics_schema() {
 ModelInstance::ModelInstance(const ModelOptions& o, const dataflow::InstanceInfo& info)
     : o_(o),
       info_(info),
-      net_(o.network, o.seed),
+      device_(replica_device(o)),
+      net_(o.network, o.seed, device_),
       shapes_(parameter_shapes(net_)),
-      replication_(replication_options(o), info.instance, info.instances, shapes_),
+      replication_(replication_options(o, device_), info.instance, info.instances, shapes_),
       training_(o.training != Training::kNever),
       metrics_(info) {
   threads_ = o_.threads > 0 ? o_.threads : default_threads(info.world_size);
   at::set_num_threads(threads_);
   opt_ = make_optimizer(o_.optimizer, net_.parameters());
+  if (o_.kernel == Kernel::kFused) {
+    if (o_.network.kind != "skipgram" || net_.names() != std::vector<std::string>{"in_embed", "out_embed"})
+      throw ConfigError("kernel \"fused\" needs the built-in skipgram network");
+    sgns_ = std::make_unique<SgnsKernel>(o_.network.vocab, o_.network.dim, o_.inputs);
+  }
 }
 
 ModelInstance::~ModelInstance() {
@@ -106,6 +136,7 @@ void ModelInstance::open(Context& ctx) {
                  {"network", net_.description()},
                  {"parameters", net_.parameter_count()},
                  {"threads", threads_},
+                 {"device", device_.str()},
                  {"mode", name_of(o_.mode)},
                  {"exchange", name_of(o_.exchange)},
                  {"version", replication_.version()}});
@@ -168,12 +199,13 @@ void ModelInstance::on_finish(Context& ctx) {
     ctx.log_event({{"kind", "model_export"}, {"path", p.string()}});
   }
   if (!o_.vocab_path.empty() && info_.instance == 0)
-    export_embeddings(o_, net_.parameters()[0], ctx);
+    export_embeddings(o_, net_.parameters()[0].detach().to(at::kCPU), ctx);
   const ReplicationStats& s = replication_.stats();
   ctx.log_event({{"kind", "model_summary"},
                  {"steps", replication_.own_steps()},
                  {"version", replication_.version()},
                  {"samples", samples_},
+                 {"device", device_.str()},
                  {"exchange", name_of(o_.exchange)},
                  {"deltas_sent", s.deltas_sent},
                  {"delta_bytes_sent", s.delta_bytes_sent},
@@ -202,18 +234,19 @@ void ModelInstance::send(int peer, const BatchPtr& message) {
   ctx_->send_to(kExchangeOut, peer, message);
 }
 
+// Remote values arrive in host memory; on a GPU replica they are moved to it here.
 void ModelInstance::apply(const std::vector<at::Tensor>& values, Exchange payload) {
   torch::NoGradGuard no_grad;
   const auto& params = net_.parameters();
   if (payload == Exchange::kUpdate) {
     for (size_t i = 0; i < params.size() && i < values.size(); ++i) {
-      if (values[i].defined()) params[i].add_(values[i]);
+      if (values[i].defined()) params[i].add_(to_device(values[i], device_));
     }
     return;
   }
   // A remote gradient goes through this replica's optimizer, as one step.
   for (size_t i = 0; i < params.size(); ++i)
-    params[i].mutable_grad() = i < values.size() ? values[i] : at::Tensor();
+    params[i].mutable_grad() = i < values.size() ? to_device(values[i], device_) : at::Tensor();
   prepare_grads();
   opt_->step();
   for (const auto& p : params) p.mutable_grad() = at::Tensor();
@@ -223,7 +256,7 @@ void ModelInstance::apply_mean_gradient(const std::vector<at::Tensor>& mean) {
   torch::NoGradGuard no_grad;
   const auto& params = net_.parameters();
   for (size_t i = 0; i < params.size(); ++i)
-    params[i].mutable_grad() = i < mean.size() ? mean[i] : at::Tensor();
+    params[i].mutable_grad() = i < mean.size() ? to_device(mean[i], device_) : at::Tensor();
   prepare_grads();
   opt_->step();
   for (const auto& p : params) p.mutable_grad() = at::Tensor();
@@ -257,7 +290,7 @@ std::vector<at::Tensor> ModelInstance::input_tensors(const Batch& b) const {
                        "\" (columns: " + dataflow::schema_to_string(b.schema()) + ")");
     if (c->dtype() == DType::kString)
       throw ModelError("column \"" + name + "\" is a string column, not a tensor");
-    in.push_back(column_tensor(*c));
+    in.push_back(to_device(column_tensor(*c), device_));  // a view of the batch on the CPU
   }
   return in;
 }
@@ -301,6 +334,23 @@ BatchPtr ModelInstance::screen(const BatchPtr& batch, bool with_label) {
     checks.push_back({at::isfinite(t).all(1).logical_not(),
                       [name](int64_t) { return "feature \"" + name + "\" is not finite"; }});
   }
+  if (o_.network.kind == "skipgram") {
+    // A word id outside the table would index past it (either kernel).
+    const int64_t vocab = o_.network.vocab;
+    for (const auto& name : o_.inputs) {
+      const Column* c = batch->find(name);
+      if (!c || c->dtype() == DType::kString || c->record_elements() == 0) continue;
+      at::Tensor ids = column_tensor(*c).to(at::kLong).reshape({n, -1});
+      at::Tensor outside = ids.lt(0).logical_or(ids.ge(vocab));
+      checks.push_back({outside.any(1), [name, ids, outside, vocab](int64_t r) {
+                          const int64_t col = outside[r].to(at::kInt).argmax().item<int64_t>();
+                          return "word id " + std::to_string(ids[r][col].item<int64_t>()) +
+                                 " in \"" + name + "\" is outside 0.." +
+                                 std::to_string(vocab - 1) + " (vocab = " +
+                                 std::to_string(vocab) + ")";
+                        }});
+    }
+  }
   const int64_t classes =
       with_label && o_.loss == Loss::kCrossEntropy ? known_classes(*batch) : 0;
   if (classes > 0) {
@@ -341,7 +391,7 @@ at::Tensor ModelInstance::label_tensor(const Batch& b) const {
   if (o_.label.empty()) return {};
   const Column* c = b.find(o_.label);
   if (!c) throw ModelError("a batch has no label column \"" + o_.label + "\"");
-  return column_tensor(*c);
+  return to_device(column_tensor(*c), device_);
 }
 
 // forward() with a message naming the shapes when the network does not accept them.
@@ -413,11 +463,17 @@ void ModelInstance::run_held_batch() {
 bool ModelInstance::gradient(const Batch& batch, double& loss, double& acc) {
   net_.train(true);
   for (const auto& p : net_.parameters()) p.mutable_grad() = at::Tensor();
-  at::Tensor out = forward(input_tensors(batch));
-  LossValue lv = compute_loss(o_.loss, out, label_tensor(batch));
-  loss = lv.loss.item<double>();
-  acc = lv.accuracy;
+  LossValue lv;
+  if (sgns_) {
+    fused_gradient(batch, loss, acc);
+  } else {
+    at::Tensor out = forward(input_tensors(batch));
+    lv = compute_loss(o_.loss, out, label_tensor(batch));
+    loss = lv.loss.item<double>();
+    acc = lv.accuracy;
+  }
   if (!std::isfinite(loss)) {
+    for (const auto& p : net_.parameters()) p.mutable_grad() = at::Tensor();
     ++nonfinite_;
     ctx_->log_event(
         {{"kind", "nonfinite_loss"}, {"step", replication_.own_steps()}, {"loss", loss}});
@@ -428,8 +484,28 @@ bool ModelInstance::gradient(const Batch& batch, double& loss, double& acc) {
     }
     return false;
   }
-  lv.loss.backward();
+  if (!sgns_) lv.loss.backward();
   return true;
+}
+
+void ModelInstance::fused_gradient(const Batch& batch, double& loss, double& acc) {
+  std::vector<at::Tensor> in = input_tensors(batch);
+  for (auto& t : in) t = t.to(at::kLong).contiguous();
+  const int64_t n = in[1].numel();
+  if (in[0].numel() != n || (n > 0 && in[2].numel() % n != 0)) {
+    throw ModelError("the skipgram network needs one " + o_.inputs[0] + " and one " +
+                     o_.inputs[1] + " per record and the same number of " + o_.inputs[2] +
+                     " in each; got " + shape_string(in[0].sizes()) + ", " +
+                     shape_string(in[1].sizes()) + " and " + shape_string(in[2].sizes()));
+  }
+  const auto& params = net_.parameters();
+  SgnsGradient g = sgns_->gradient(params[0].detach(), params[1].detach(),
+                                   in[0].data_ptr<int64_t>(), in[1].data_ptr<int64_t>(),
+                                   in[2].data_ptr<int64_t>(), n, n > 0 ? in[2].numel() / n : 0);
+  params[0].mutable_grad() = g.in_grad;
+  params[1].mutable_grad() = g.out_grad;
+  loss = g.loss;
+  acc = g.accuracy;
 }
 
 // Sparse gradients stay sparse (coalesced) for plain SGD and are made dense for the optimizers
@@ -542,7 +618,8 @@ void ModelInstance::predict(const BatchPtr& batch, bool with_loss) {
   std::vector<Column> cols;
   if (const Column* id = batch->find(o_.id)) cols.push_back(*id);
   std::vector<int64_t> record(out.sizes().begin() + 1, out.sizes().end());
-  cols.push_back(tensor_column("output", out.to(at::kFloat), record, out.size(0)));
+  // Columns are host memory: the output comes back from the device (no copy on the CPU).
+  cols.push_back(tensor_column("output", out.to(at::kCPU, at::kFloat), record, out.size(0)));
   predictions_ += batch->rows();
   if (with_loss && (!o_.label.empty() || o_.loss == Loss::kSgns)) {
     LossValue lv = compute_loss(o_.loss, out, label_tensor(*batch));

@@ -18,6 +18,7 @@
 #include "model/model_metrics.hpp"
 #include "model/network.hpp"
 #include "model/replication.hpp"
+#include "model/sgns_kernel.hpp"
 #include "tensair/dataflow/operator.hpp"
 #include "tensair/model/model.hpp"
 
@@ -66,6 +67,8 @@ class ModelInstance final : public dataflow::Operator, private ReplicaLink {
   at::Tensor forward(const std::vector<at::Tensor>& in);
   void on_train(const dataflow::BatchPtr& batch);
   bool gradient(const dataflow::Batch& batch, double& loss, double& acc);
+  // kernel = "fused": the gradient into the embeddings' .grad() without autograd.
+  void fused_gradient(const dataflow::Batch& batch, double& loss, double& acc);
   void prepare_grads();
   void train_step(const dataflow::BatchPtr& batch);
   void sync_contribute(const dataflow::BatchPtr& batch);
@@ -89,8 +92,10 @@ class ModelInstance final : public dataflow::Operator, private ReplicaLink {
 
   const ModelOptions& o_;
   dataflow::InstanceInfo info_;
+  at::Device device_;  // the replica's (ModelOptions::device resolved on this rank)
   Network net_;
   std::unique_ptr<torch::optim::Optimizer> opt_;
+  std::unique_ptr<SgnsKernel> sgns_;  // kernel = "fused"
   std::vector<std::vector<int64_t>> shapes_;
   int threads_ = 1;
   Replication replication_;

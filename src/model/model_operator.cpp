@@ -80,6 +80,7 @@ class ModelDef final : public dataflow::OperatorDef {
                     " lr=" + std::to_string(o_.optimizer.lr) + " mode=" + name_of(o_.mode) +
                     " exchange=" + name_of(o_.exchange) + " training=" + name_of(o_.training);
     if (o_.max_staleness) s += " max_staleness=" + std::to_string(*o_.max_staleness);
+    if (o_.device != "cpu") s += " device=" + o_.device;
     return s;
   }
 

@@ -5,6 +5,9 @@
 // Layout (format 1): parameter count, weights (a torch archive), optimizer state (a torch
 // archive), the replication state, flags and counters, the epoch/convergence state, the held
 // batch, the evaluation set, the CSV length.
+//
+// Devices: the weights are saved as host copies; both archives are loaded onto the replica's
+// device (map location), so a checkpoint taken on one device restores on another.
 #include <unistd.h>
 
 #include <cerrno>
@@ -31,10 +34,10 @@ std::string archive_bytes(Fill fill) {
 }
 
 template <class Read>
-void read_archive(std::string_view bytes, Read read) {
+void read_archive(std::string_view bytes, at::Device device, Read read) {
   std::istringstream in{std::string(bytes)};
   torch::serialize::InputArchive archive;
-  archive.load_from(in);
+  archive.load_from(in, device);
   read(archive);
 }
 
@@ -53,7 +56,8 @@ void ModelInstance::snapshot(dataflow::StateWriter& w, dataflow::Context& ctx) {
   try {
     const auto& params = net_.parameters();
     w.put_string(archive_bytes([&](torch::serialize::OutputArchive& a) {
-      for (size_t i = 0; i < params.size(); ++i) a.write(net_.names()[i], params[i].detach());
+      for (size_t i = 0; i < params.size(); ++i)
+        a.write(net_.names()[i], params[i].detach().to(at::kCPU));  // itself on the CPU
     }));
     w.put_string(archive_bytes([&](torch::serialize::OutputArchive& a) { opt_->save(a); }));
   } catch (const c10::Error& e) {
@@ -96,7 +100,7 @@ void ModelInstance::restore(dataflow::StateReader& r, dataflow::Context& ctx) {
   try {
     torch::NoGradGuard no_grad;
     const auto& params = net_.parameters();
-    read_archive(weights, [&](torch::serialize::InputArchive& a) {
+    read_archive(weights, device_, [&](torch::serialize::InputArchive& a) {
       for (size_t i = 0; i < params.size(); ++i) {
         at::Tensor t;
         a.read(net_.names()[i], t);
@@ -107,7 +111,7 @@ void ModelInstance::restore(dataflow::StateReader& r, dataflow::Context& ctx) {
         params[i].copy_(t);
       }
     });
-    read_archive(optimizer, [&](torch::serialize::InputArchive& a) { opt_->load(a); });
+    read_archive(optimizer, device_, [&](torch::serialize::InputArchive& a) { opt_->load(a); });
   } catch (const c10::Error& e) {
     std::string why = e.what_without_backtrace();
     r.fail("holds damaged weights or optimizer state (" + why.substr(0, why.find('\n')) + ")");

@@ -122,7 +122,7 @@ int64_t parameter_count(const NetworkOptions& o) {
   return n;
 }
 
-Network::Network(const NetworkOptions& o, uint64_t seed) {
+Network::Network(const NetworkOptions& o, uint64_t seed, at::Device device) : device_(device) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
   if (o.kind != "torchscript" && model::parameter_count(o) > kMaxParameters) {
     throw ConfigError("the network " + o.kind + " would have " +
@@ -161,6 +161,7 @@ Network::Network(const NetworkOptions& o, uint64_t seed) {
   } else {
     throw ConfigError("unknown network \"" + o.kind + "\" (known: cifar_cnn, mlp, skipgram, torchscript)");
   }
+  if (!device_.is_cpu()) move_to_device();
   for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
     if (!p.value.requires_grad()) continue;  // frozen layers are not trained
     names_.push_back(p.name);
@@ -168,6 +169,22 @@ Network::Network(const NetworkOptions& o, uint64_t seed) {
   }
   if (params_.empty()) throw ConfigError("network " + description_ + " has no trainable parameters");
   module_.train(true);
+}
+
+// The parameters and buffers to device_, with a one-line error of ours (not LibTorch's).
+void Network::move_to_device() {
+  try {
+    module_.to(device_);
+  } catch (const c10::Error& e) {
+    int64_t n = 0;
+    for (const auto& p : module_.parameters()) n += p.numel();
+    const std::string what = e.what_without_backtrace();
+    throw ModelError("cannot move the network " + description_ + " (" + std::to_string(n) +
+                     " parameters) to " + device_.str() +
+                     (what.find("out of memory") != std::string::npos
+                          ? ": out of memory on the device"
+                          : ": the device refused it (see nvidia-smi)"));
+  }
 }
 
 int64_t Network::parameter_count() const {
@@ -185,7 +202,14 @@ at::Tensor Network::forward(const std::vector<at::Tensor>& inputs) {
 
 void Network::save(const std::string& path) const {
   try {
-    module_.save(path);
+    if (device_.is_cpu()) {
+      module_.save(path);
+    } else {
+      at::NoGradGuard no_grad;
+      torch::jit::Module copy = module_.clone();  // on the CPU, the file loads anywhere
+      copy.to(at::kCPU);
+      copy.save(path);
+    }
   } catch (const c10::Error& e) {
     throw IoError("cannot write TorchScript file " + path + ": " + e.what_without_backtrace());
   }
@@ -195,6 +219,7 @@ torch::jit::Module Network::copy_for_inference() const {
   at::NoGradGuard no_grad;
   torch::jit::Module copy = module_.clone();  // deep: slots are deep-copied, tensors cloned
   copy.eval();
+  if (!device_.is_cpu()) copy.to(at::kCPU);
   return copy;
 }
 

@@ -40,6 +40,8 @@ constexpr std::pair<Loss, const char*> kLosses[] = {{Loss::kCrossEntropy, "cross
                                                     {Loss::kBce, "bce"},
                                                     {Loss::kMse, "mse"},
                                                     {Loss::kSgns, "sgns"}};
+constexpr std::pair<Kernel, const char*> kKernels[] = {{Kernel::kAutograd, "autograd"},
+                                                      {Kernel::kFused, "fused"}};
 constexpr std::pair<OptimizerKind, const char*> kOptimizers[] = {{OptimizerKind::kSgd, "sgd"},
                                                                  {OptimizerKind::kAdam, "adam"}};
 
@@ -51,11 +53,13 @@ Training parse_training(const std::string& n) { return parse(kTrainings, n, "tra
 NanPolicy parse_nan_policy(const std::string& n) { return parse(kNanPolicies, n, "nan_policy"); }
 Loss parse_loss(const std::string& n) { return parse(kLosses, n, "loss"); }
 OptimizerKind parse_optimizer(const std::string& n) { return parse(kOptimizers, n, "optimizer"); }
+Kernel parse_kernel(const std::string& n) { return parse(kKernels, n, "kernel"); }
 const char* name_of(Mode v) { return name(kModes, v); }
 const char* name_of(Exchange v) { return name(kExchanges, v); }
 const char* name_of(Training v) { return name(kTrainings, v); }
 const char* name_of(NanPolicy v) { return name(kNanPolicies, v); }
 const char* name_of(Loss v) { return name(kLosses, v); }
 const char* name_of(OptimizerKind v) { return name(kOptimizers, v); }
+const char* name_of(Kernel v) { return name(kKernels, v); }
 
 }  // namespace tensair::model

@@ -9,11 +9,18 @@ namespace tensair::model {
 
 namespace {
 
+// `t` on `device` (itself when it is there already: no copy on a CPU-only job).
+at::Tensor on(const at::Tensor& t, at::Device device) {
+  return t.device() == device ? t : t.to(device);
+}
+
 // a + b for dense or sparse tensors (either may be undefined), never in place: either may view
-// the memory of a received batch.
-at::Tensor sum(const at::Tensor& a, const at::Tensor& b) {
-  if (!a.defined()) return b;
-  if (!b.defined()) return a;
+// the memory of a received batch. On a's device when they are on two (a replica's own
+// contribution on its GPU, a peer's from the host).
+at::Tensor sum(const at::Tensor& a, const at::Tensor& b_any) {
+  if (!a.defined()) return b_any;
+  if (!b_any.defined()) return a;
+  const at::Tensor b = on(b_any, a.device());
   if (a.is_sparse() && !b.is_sparse()) return b + a;
   return a + b;
 }
@@ -28,8 +35,9 @@ void Update::fold(const Update& later) {
   if (values.size() < later.values.size()) values.resize(later.values.size());
   for (size_t i = 0; i < later.values.size(); ++i) {
     at::Tensor& v = values[i];
-    const at::Tensor& w = later.values[i];
-    if (!w.defined()) continue;
+    const at::Tensor& later_value = later.values[i];
+    if (!later_value.defined()) continue;
+    const at::Tensor w = v.defined() ? on(later_value, v.device()) : later_value;
     if (!v.defined()) {
       v = w.clone();  // its own copy: w may be shared
     } else if (owned && !v.is_sparse() && !w.is_sparse()) {
@@ -67,7 +75,7 @@ Replication::Replication(ReplicationOptions options, int self, int replicas,
 
 dataflow::BatchPtr Replication::encode(const Message& m, bool for_state) const {
   // State is saved exactly (no float16), whatever travels on the wire.
-  return dataflow::share(encode_message(m, for_state ? false : o_.fp16));
+  return dataflow::share(encode_message(m, for_state ? false : o_.fp16, &staging_));
 }
 
 Message Replication::delta_message(const Update& u) const {
@@ -447,7 +455,11 @@ void Replication::restore(dataflow::StateReader& r) {
     u.samples = m.samples;
     u.loss_sum = m.loss_sum;
     u.acc_sum = m.acc_sum;
-    for (auto& t : m.grads) u.values.push_back(t.defined() ? t.clone() : t);
+    for (auto& t : m.grads) {
+      // Memory of its own, on the replica's device (the copy to a GPU is one).
+      const at::Tensor own = !t.defined() ? t : o_.device.is_cpu() ? t.clone() : t.to(o_.device);
+      u.values.push_back(own);
+    }
     u.owned = true;
     return u;
   };

@@ -34,6 +34,12 @@
 // refused offer keeps the cycle from terminating), then, in SSP mode, a "finished" message with
 // the sender's total follows them (in sync mode it goes when the stream ends).
 //
+// Devices: own updates are tensors on the replica's device (ReplicationOptions::device), folded
+// there; what is encoded (messages, and the state of a snapshot) is copied to host memory
+// first, through pinned staging buffers when the device is a GPU; received messages are host
+// tensors, summed on the host when coalesced, which ReplicaLink::apply moves to the device.
+// Sums of tensors on two devices are taken on the first one's.
+//
 // No threads, no MPI: the Model operator calls it on its instance thread; tests drive several
 // Replications through a fake link. Not thread-safe.
 #pragma once
@@ -105,6 +111,7 @@ struct ReplicationOptions {
   bool fp16 = false;
   bool sparse = true;
   bool coalesce = false;
+  at::Device device = at::kCPU;  // the replica's: restored pending updates go back onto it
 };
 
 struct ReplicationStats {
@@ -190,6 +197,7 @@ class Replication {
   void put_update(dataflow::StateWriter& w, const Update& u) const;
 
   ReplicationOptions o_;
+  mutable HostStaging staging_;  // host copies of what is encoded (messages and state)
   int self_;
   int replicas_;
   int peer_count_ = 0;

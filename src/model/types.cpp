@@ -3,6 +3,7 @@
 //   layers = [in, hidden..., out] (mlp)   vocab, dim (skipgram)
 //   features = [columns fed to forward]   label = "label"   id = "id"
 //   loss = "cross_entropy" | "bce" | "mse" | "sgns"   seed, threads
+//   device = "cpu" | "cuda" | "cuda:N" | "cuda:local_rank" | "auto" (src/model/device.hpp)
 //   optimizer = "sgd" | "adam", lr, momentum, weight_decay, beta1, beta2, eps
 //   mode = "dasgd" | "sync" | "local", exchange = "update" | "gradient", broadcast_every,
 //   max_staleness, fp16, sparse, coalesce
@@ -16,6 +17,7 @@
 #include <cmath>
 #include <string>
 
+#include "model/device.hpp"
 #include "tensair/job/registry.hpp"
 #include "tensair/model/model.hpp"
 
@@ -114,6 +116,28 @@ ModelOptions model_options(const job::Params& p) {
     }
   };
   o.loss = choice("loss", o.network.kind == "skipgram" ? "sgns" : "cross_entropy", parse_loss);
+  // The device is resolved here as this process would resolve it for its replica (its local
+  // rank from the launcher), so a CUDA value on a CPU-only build fails at validate, one line.
+  o.device = p.str("device", o.device);
+  DeviceId device;
+  try {
+    device = resolve_device_here(o.device);
+  } catch (const ConfigError& e) {
+    p.fail("device", e.what());
+  }
+  // The fused skip-gram kernel is the default where it applies: skipgram + sgns on the CPU.
+  const bool sgns = o.network.kind == "skipgram" && o.loss == Loss::kSgns;
+  o.kernel = choice("kernel", sgns && !device.cuda ? "fused" : "autograd", parse_kernel);
+  if (o.kernel == Kernel::kFused && !sgns) {
+    p.fail("kernel", "\"fused\" is the skip-gram negative-sampling kernel: it needs network = "
+                     "\"skipgram\" and loss = \"sgns\"");
+  }
+  if (o.kernel == Kernel::kFused && o.inputs.size() != 3)
+    p.fail("features", "the skipgram network takes 3 features: target, context, negatives");
+  if (device.cuda && o.kernel == Kernel::kFused) {
+    p.fail("kernel", "\"fused\" runs on the CPU only, and device \"" + o.device +
+                         "\" is a CUDA device (kernel = \"autograd\" trains on CUDA)");
+  }
   o.label = p.str("label", o.loss == Loss::kSgns ? "" : (o.network.kind == "mlp" ? "y" : "label"));
   o.id = p.str("id", o.id);
   o.seed = static_cast<uint64_t>(p.integer("seed", 1, 0));

@@ -56,4 +56,25 @@ expect_error "endless line at validate" 2 '/dev/zero: line 1 is longer than 2684
 expect_error "endless line at run time" 1 '/dev/zero: line 1 is longer than 268435456 bytes' "$bin" run zero.toml --out out --set src.header=false --set 'src.columns=["x:float64"]'
 expect_error "cycle without a model" 2 'operators "b" -> "c" -> "b" form a cycle, and none of them runs on a cycle' "$bin" validate cycle.toml
 expect_error "feature width" 2 'input train: column "feat" arrives as feat: float32[8], but the mlp'"'"'s first layer takes 4 values per record (layers[0])' "$bin" validate model.toml --set 'gen.columns={ feat = "normal[8]", y = "randint(2)" }' --set 'model.features=["feat"]' --set 'model.layers=[4, 2]'
+# The model's device: a CUDA value on a CPU-only LibTorch (CI's build) is refused at validate,
+# one line naming the key; a build with CUDA but no visible GPU says so instead; a build with
+# a GPU accepts it (bench/gpu_check.sh checks that path).
+if cuda_err=$("$bin" validate model.toml --set model.device=cuda 2>&1 >/dev/null); then
+  echo "skip [cuda device]: this build has CUDA and a GPU"
+elif [[ $cuda_err == *"needs a CUDA device"* ]]; then
+  expect_error "cuda without a GPU" 2 \
+    '--set model.device: "cuda" needs a CUDA device, and none is visible' \
+    "$bin" validate model.toml --set model.device=cuda
+else
+  cpu_only='--set model.device: "cuda" needs a LibTorch built with CUDA; this build is CPU-only'
+  cpu_only+=' (TORCH_DIR=<a CUDA LibTorch> make, docs/model.md#devices)'
+  expect_error "cuda on a CPU-only build" 2 "$cpu_only" \
+    "$bin" validate model.toml --set model.device=cuda
+  expect_error "cuda:local_rank on a CPU-only build" 2 \
+    '--set model.device: "cuda:local_rank" needs a LibTorch built with CUDA' \
+    "$bin" run model.toml --set model.device=cuda:local_rank
+fi
+expect_error "unknown device" 2 \
+  '--set model.device: unknown device "gpu" (known: cpu, cuda, cuda:N, cuda:local_rank, auto)' \
+  "$bin" validate model.toml --set model.device=gpu
 exit $((failures > 0))

@@ -57,6 +57,12 @@ enum class NanPolicy {
 };
 enum class Loss { kCrossEntropy, kBce, kMse, kSgns };
 enum class OptimizerKind { kSgd, kAdam };
+// How a training step computes its gradient (the values are the same, to rounding).
+enum class Kernel {
+  kAutograd,  // the network's forward() and LibTorch autograd: every network
+  kFused,     // the fused skip-gram negative-sampling gradient (skipgram + sgns only): no
+              // autograd, one pass over the rows the batch touches, vectorised
+};
 
 // Job-file names of these values, and back. parse_* throws ConfigError listing the known names.
 Mode parse_mode(const std::string& name);
@@ -65,12 +71,14 @@ Training parse_training(const std::string& name);
 NanPolicy parse_nan_policy(const std::string& name);
 Loss parse_loss(const std::string& name);
 OptimizerKind parse_optimizer(const std::string& name);
+Kernel parse_kernel(const std::string& name);
 const char* name_of(Mode v);
 const char* name_of(Exchange v);
 const char* name_of(Training v);
 const char* name_of(NanPolicy v);
 const char* name_of(Loss v);
 const char* name_of(OptimizerKind v);
+const char* name_of(Kernel v);
 
 // The network: a built-in (built as a TorchScript module in C++, so it exports like any
 // other) or a TorchScript file saved from Python.
@@ -121,8 +129,15 @@ struct ModelOptions {
   std::string label;
   std::string id = "id";                 // copied into predictions when present
   Loss loss = Loss::kCrossEntropy;
+  // The job file's default: fused for a skipgram network with the sgns loss, else autograd.
+  Kernel kernel = Kernel::kAutograd;
   uint64_t seed = 1;                     // same on every replica: equal initial weights
   int threads = 0;                       // torch intra-op threads; 0: cores / local ranks - 1 (at least 1)
+  // Where each replica's network lives and trains (docs/model.md#devices): "cpu", "cuda",
+  // "cuda:N", "cuda:local_rank" (the rank's index among the ranks of its host) or "auto"
+  // (cuda:local_rank when LibTorch has CUDA and a device is visible, else cpu). Resolved on
+  // each rank when its replica is built; replicas of one job may be on different devices.
+  std::string device = "cpu";
 
   // Replication.
   Mode mode = Mode::kDasgd;
